@@ -1,0 +1,8 @@
+//! The guest modules in `guest-modules/`, built from source.
+//!
+//! The build script compiles the guest workspace for `wasm32-wasip2` on every
+//! build where a guest, the SDK or `wit/` changed, so no prebuilt `.wasm` is
+//! ever committed. Constants name each module's file; `DEMO` embeds the
+//! modules the server's built-in default config serves.
+
+include!(concat!(env!("OUT_DIR"), "/guests.rs"));

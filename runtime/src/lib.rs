@@ -1,0 +1,29 @@
+//! canto: Prosody's HTTP server, with WebAssembly component modules.
+//!
+//! The native server does what an operator configures (listeners, virtual
+//! hosts, path mounting) and hands each request to the module mounted there,
+//! a WebAssembly component called through `wasi:http` and canto's WIT.
+//!
+//! Layout, one concern per module:
+//! - [`config`]: reads `prosody.cfg.lua` into a typed, validated config.
+//! - [`server`]: binds listeners, accepts connections, graceful shutdown,
+//!   and the request pipeline (host → route → module → response).
+//! - [`vhost`]: which configured host a request is for.
+//! - [`routing`]: which module on a host serves a path.
+//! - [`wasm`]: the wasm host: engine, module loading, per-request sandboxes.
+//! - [`error_page`]: every response the server itself decides.
+//! - [`builtin`]: the demo modules compiled into the binary.
+//! - [`telemetry`]: log output.
+#![forbid(unsafe_code)]
+
+pub mod builtin;
+pub mod config;
+pub mod error_page;
+pub mod routing;
+pub mod server;
+pub mod telemetry;
+pub mod vhost;
+pub mod wasm;
+
+pub use config::Config;
+pub use server::Server;

@@ -1,0 +1,79 @@
+//! The `canto` binary: parse arguments, load the config, start the server,
+//! serve until SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use canto::{Config, Server};
+use clap::Parser;
+
+/// Exit status for a config that failed to load (as sysexits' EX_CONFIG).
+const EXIT_BAD_CONFIG: u8 = 78;
+
+/// canto: Prosody's HTTP server, with WebAssembly component modules.
+///
+/// With no --config, serves the built-in demo modules on localhost:5280.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// A Prosody config file (prosody.cfg.lua).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    canto::telemetry::init();
+    let args = Args::parse();
+    let builtins = canto::builtin::names();
+    let config = match &args.config {
+        Some(path) => Config::load(path, &builtins),
+        None => Config::builtin_default(&builtins),
+    };
+    let config = match config {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("canto: {error}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    match serve(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("canto: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        tracing::info!("canto {} starting with {}", env!("CARGO_PKG_VERSION"), config.origin);
+        let server = Server::start(&config).await.context("cannot start")?;
+        server.run(shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGTERM; only SIGINT stops the server");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

@@ -1,0 +1,106 @@
+//! Accepting connections: bind each listener, accept in a loop that never
+//! dies, and serve each connection in its own task (HTTP/1.1 with
+//! keep-alive, or HTTP/2 when the client starts with its preface).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use socket2::{Domain, Socket, Type};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+use super::ServerState;
+use super::pipeline::{self, ConnectionInfo};
+
+/// A client that has not finished sending its request head by then is
+/// dropped, so slow clients cannot hold connections open for free.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Binds every address; one that fails is logged and skipped, as Prosody
+/// does, so a machine without IPv6 still serves on IPv4.
+pub async fn bind_all(addrs: &[SocketAddr]) -> Vec<TcpListener> {
+    let mut listeners = Vec::new();
+    for addr in addrs {
+        match bind(*addr) {
+            Ok(listener) => listeners.push(listener),
+            Err(error) => tracing::error!("cannot listen on {addr}: {error}"),
+        }
+    }
+    listeners
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    if addr.is_ipv6() {
+        // "::" must not also claim IPv4, or it clashes with a "*" listener.
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+pub async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<ServerState>,
+    mut stop: watch::Receiver<bool>,
+    alive: mpsc::Sender<()>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let connection = ConnectionInfo { peer, secure: false };
+                    tokio::spawn(serve_connection(stream, connection, Arc::clone(&state), stop.clone(), alive.clone()));
+                }
+                Err(error) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = stopping(&mut stop) => break,
+        }
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    connection: ConnectionInfo,
+    state: Arc<ServerState>,
+    mut stop: watch::Receiver<bool>,
+    _alive: mpsc::Sender<()>,
+) {
+    let _ = stream.set_nodelay(true);
+    let peer = connection.peer;
+    let service = hyper::service::service_fn(move |request| {
+        let state = Arc::clone(&state);
+        async move { Ok::<_, std::convert::Infallible>(pipeline::handle(&state, &connection, request).await) }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().keep_alive(true).timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    let serving = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(serving);
+    let result = tokio::select! {
+        result = serving.as_mut() => result,
+        _ = stopping(&mut stop) => {
+            serving.as_mut().graceful_shutdown();
+            serving.await
+        }
+    };
+    if let Err(error) = result {
+        // Peers hang up mid-request all the time; not the server's fault.
+        tracing::debug!(client.addr = %peer, %error, "connection ended with an error");
+    }
+}
+
+/// Resolves once shutdown has been asked for.
+async fn stopping(stop: &mut watch::Receiver<bool>) {
+    // An error means the server is gone, which is shutdown too.
+    let _ = stop.wait_for(|stopping| *stopping).await;
+}

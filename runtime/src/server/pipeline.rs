@@ -1,0 +1,122 @@
+//! The request path, top to bottom: resolve the host → route to a mount →
+//! run the module → answer, with one access-log line per request.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::ServerState;
+use crate::error_page::error_page;
+use crate::vhost::HostLookup;
+use crate::wasm::{Invocation, ModuleBody, RequestFacts, WasmError};
+
+/// What the server knows about the connection a request came in on.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionInfo {
+    pub peer: SocketAddr,
+    pub secure: bool,
+}
+
+/// Why a request was not answered by a module; each maps to one status.
+enum Refusal {
+    MissingHost,
+    UnknownHost(String),
+    NotMounted,
+    Module(WasmError),
+}
+
+impl Refusal {
+    fn response(&self) -> Response<ModuleBody> {
+        match self {
+            Refusal::MissingHost => error_page(StatusCode::BAD_REQUEST, Some("Missing or invalid 'Host' header")),
+            Refusal::UnknownHost(host) => error_page(StatusCode::NOT_FOUND, Some(&format!("Unknown host: {host}"))),
+            Refusal::NotMounted => error_page(StatusCode::NOT_FOUND, None),
+            // The cause is logged, never sent: it may carry guest internals.
+            Refusal::Module(_) => error_page(StatusCode::INTERNAL_SERVER_ERROR, None),
+        }
+    }
+}
+
+/// Which host and module a request reached, for the access log.
+#[derive(Default)]
+struct Reached {
+    host: Option<Arc<str>>,
+    module: Option<Arc<str>>,
+}
+
+pub async fn handle(
+    state: &ServerState,
+    connection: &ConnectionInfo,
+    request: Request<Incoming>,
+) -> Response<ModuleBody> {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let mut reached = Reached::default();
+
+    let response = match dispatch(state, connection, request, &mut reached).await {
+        Ok(response) => response,
+        Err(refusal) => {
+            if let Refusal::Module(error) = &refusal {
+                tracing::error!(
+                    host = %reached.host.as_deref().unwrap_or("-"),
+                    module = %reached.module.as_deref().unwrap_or("-"),
+                    "module failed, answered 500: {error}"
+                );
+            }
+            refusal.response()
+        }
+    };
+
+    tracing::info!(
+        target: "canto::access",
+        client = %connection.peer.ip(),
+        host = %reached.host.as_deref().unwrap_or("-"),
+        module = %reached.module.as_deref().unwrap_or("-"),
+        status = response.status().as_u16(),
+        duration_ms = format_args!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
+        "{method} {path}"
+    );
+    response
+}
+
+async fn dispatch(
+    state: &ServerState,
+    connection: &ConnectionInfo,
+    request: Request<Incoming>,
+    reached: &mut Reached,
+) -> Result<Response<ModuleBody>, Refusal> {
+    let site = match state.hosts.lookup(&request) {
+        HostLookup::Found(site) => site,
+        HostLookup::Unknown(host) => return Err(Refusal::UnknownHost(host)),
+        HostLookup::Missing => return Err(Refusal::MissingHost),
+    };
+    reached.host = Some(site.name.clone());
+
+    let mount = site.route(request.uri().path()).ok_or(Refusal::NotMounted)?;
+    reached.module = Some(mount.module.name.clone());
+
+    let facts = RequestFacts {
+        host: site.name.clone(),
+        base_path: mount.base_path.clone(),
+        base_url: mount.base_url.clone(),
+        client_ip: connection.peer.ip(),
+        secure: connection.secure,
+    };
+    let permit = Arc::clone(&state.instances)
+        .acquire_owned()
+        .await
+        .map_err(|_| Refusal::Module(WasmError::NoResponse { module: mount.module.name.clone() }))?;
+    let invocation = Invocation {
+        module: Arc::clone(&mount.module),
+        mount: Arc::clone(&mount.identity),
+        facts,
+        memory_bytes: state.limits.memory_bytes,
+        timeout: state.limits.timeout,
+        permit,
+    };
+    invocation.run(request).await.map_err(Refusal::Module)
+}

@@ -1,0 +1,12 @@
+//! Log output: human-readable lines on stderr, filtered by `RUST_LOG`
+//! (default: info for canto, warnings for everything else).
+
+use tracing_subscriber::EnvFilter;
+
+pub const DEFAULT_FILTER: &str = "info,wasmtime=warn,cranelift=warn";
+
+/// Installs the process-wide subscriber; later calls are no-ops.
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

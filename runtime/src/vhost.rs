@@ -1,0 +1,82 @@
+//! Virtual hosts: which configured host a request is for.
+//!
+//! The key is the request's Host header (or the authority of an absolute
+//! URI, or HTTP/2's `:authority`), port stripped, compared
+//! case-insensitively with one trailing dot ignored (RFC 9110).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::routing::Site;
+
+/// Every HTTP host, by the name requests select it with.
+#[derive(Default)]
+pub struct HostTable {
+    by_name: HashMap<String, Arc<Site>>,
+}
+
+/// The outcome of looking a request's host up.
+pub enum HostLookup<'a> {
+    Found(&'a Arc<Site>),
+    Unknown(String),
+    Missing,
+}
+
+impl HostTable {
+    /// Adds a host; returns the one it displaced if two share a name.
+    pub fn insert(&mut self, http_host: &str, site: Arc<Site>) -> Option<Arc<Site>> {
+        self.by_name.insert(normalize(http_host), site)
+    }
+
+    pub fn lookup<B>(&self, request: &http::Request<B>) -> HostLookup<'_> {
+        let Some(raw) = request_host(request) else { return HostLookup::Missing };
+        match self.by_name.get(&normalize(&raw)) {
+            Some(site) => HostLookup::Found(site),
+            None => HostLookup::Unknown(raw),
+        }
+    }
+}
+
+/// The host part a client addressed, port removed; `None` if it sent none.
+fn request_host<B>(request: &http::Request<B>) -> Option<String> {
+    if let Some(authority) = request.uri().authority() {
+        return Some(authority.host().to_string());
+    }
+    let header = request.headers().get(http::header::HOST)?.to_str().ok()?.trim();
+    if header.is_empty() {
+        return None;
+    }
+    let host = match header.rsplit_once(':') {
+        // `[::1]:5280`, `example.com:5280`; but not the colons inside `[::1]`.
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !host.ends_with(':') => host,
+        _ => header,
+    };
+    Some(host.to_string())
+}
+
+fn normalize(host: &str) -> String {
+    host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host_of(uri: &str, host: Option<&str>) -> Option<String> {
+        let mut builder = http::Request::builder().uri(uri);
+        if let Some(host) = host {
+            builder = builder.header("host", host);
+        }
+        request_host(&builder.body(()).unwrap())
+    }
+
+    #[test]
+    fn host_comes_from_uri_authority_then_header() {
+        assert_eq!(host_of("http://Example.com:80/x", Some("other")), Some("Example.com".into()));
+        assert_eq!(host_of("/x", Some("example.com:5280")), Some("example.com".into()));
+        assert_eq!(host_of("/x", Some("[::1]:5280")), Some("[::1]".into()));
+        assert_eq!(host_of("/x", Some("[::1]")), Some("[::1]".into()));
+        assert_eq!(host_of("/x", None), None);
+        assert_eq!(normalize("Example.COM."), "example.com");
+    }
+}

@@ -1,0 +1,195 @@
+//! What one module instance owns while it serves one request: its WASI
+//! sandbox (nothing granted), its `wasi:http` state, its limits, and the
+//! request facts the `canto:http/context` import answers with.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use super::bindings::imports::canto::http::{context, log};
+use super::outbound::DenyOutbound;
+
+/// Facts the server established about a request, answered by
+/// `canto:http/context`.
+#[derive(Clone, Debug)]
+pub struct RequestFacts {
+    pub host: Arc<str>,
+    pub base_path: Arc<str>,
+    pub base_url: Arc<str>,
+    pub client_ip: std::net::IpAddr,
+    pub secure: bool,
+}
+
+/// Which module on which host an instance belongs to; shared by all of its
+/// requests.
+#[derive(Debug)]
+pub struct MountIdentity {
+    pub module: Arc<str>,
+    pub host: Arc<str>,
+    /// The module's declared options as JSON, as this host sees them.
+    pub options: BTreeMap<String, String>,
+}
+
+/// The `T` of `Store<T>` for module instances.
+pub struct InstanceState {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    outbound: DenyOutbound,
+    pub(super) limits: StoreLimits,
+    facts: Option<RequestFacts>,
+    mount: Arc<MountIdentity>,
+}
+
+impl InstanceState {
+    /// A fresh sandbox: no environment, arguments, preopens or network;
+    /// stdout and stderr go to the server log tagged with the module.
+    pub fn new(mount: Arc<MountIdentity>, facts: Option<RequestFacts>, memory_bytes: u64) -> Self {
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(GuestOutput { mount: Arc::clone(&mount), stream: "stdout" });
+        wasi.stderr(GuestOutput { mount: Arc::clone(&mount), stream: "stderr" });
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(usize::try_from(memory_bytes).unwrap_or(usize::MAX))
+            .trap_on_grow_failure(true)
+            .build();
+        Self {
+            table: ResourceTable::new(),
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            outbound: DenyOutbound,
+            limits,
+            facts,
+            mount,
+        }
+    }
+
+    fn facts(&self) -> Option<&RequestFacts> {
+        self.facts.as_ref()
+    }
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.outbound }
+    }
+}
+
+impl context::Host for InstanceState {
+    fn host(&mut self) -> String {
+        self.facts().map_or_else(|| self.mount.host.to_string(), |f| f.host.to_string())
+    }
+
+    fn base_path(&mut self) -> String {
+        self.facts().map_or_else(String::new, |f| f.base_path.to_string())
+    }
+
+    fn base_url(&mut self) -> String {
+        self.facts().map_or_else(String::new, |f| f.base_url.to_string())
+    }
+
+    fn client_ip(&mut self) -> String {
+        self.facts().map_or_else(String::new, |f| f.client_ip.to_string())
+    }
+
+    fn secure(&mut self) -> bool {
+        self.facts().is_some_and(|f| f.secure)
+    }
+
+    fn config_option(&mut self, name: String) -> Option<String> {
+        self.mount.options.get(&name).cloned()
+    }
+}
+
+impl log::Host for InstanceState {
+    fn log(&mut self, level: log::Level, message: String) {
+        let module = &*self.mount.module;
+        let host = &*self.mount.host;
+        match level {
+            log::Level::Debug => tracing::debug!(target: "canto::module", module, host, "{message}"),
+            log::Level::Info => tracing::info!(target: "canto::module", module, host, "{message}"),
+            log::Level::Warn => tracing::warn!(target: "canto::module", module, host, "{message}"),
+            log::Level::Error => tracing::error!(target: "canto::module", module, host, "{message}"),
+        }
+    }
+}
+
+/// A module's stdout or stderr, written to the server log one line at a time.
+struct GuestOutput {
+    mount: Arc<MountIdentity>,
+    stream: &'static str,
+}
+
+impl IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestOutput {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(LineLogger { mount: Arc::clone(&self.mount), stream: self.stream, pending: Vec::new() })
+    }
+}
+
+/// Longest line kept before it is logged anyway, so a guest cannot grow the
+/// buffer without bound by never writing a newline.
+const MAX_LINE: usize = 8 * 1024;
+
+struct LineLogger {
+    mount: Arc<MountIdentity>,
+    stream: &'static str,
+    pending: Vec<u8>,
+}
+
+impl LineLogger {
+    fn emit(&self, line: &[u8]) {
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end_matches(['\r', '\n']);
+        tracing::info!(target: "canto::module", module = &*self.mount.module, host = &*self.mount.host, stream = self.stream, "{text}");
+    }
+}
+
+impl tokio::io::AsyncWrite for LineLogger {
+    fn poll_write(mut self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.pending.extend_from_slice(buf);
+        while let Some(newline) = self.pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=newline).collect();
+            self.emit(&line);
+        }
+        if self.pending.len() > MAX_LINE {
+            let line = std::mem::take(&mut self.pending);
+            self.emit(&line);
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for LineLogger {
+    fn drop(&mut self) {
+        if !self.pending.is_empty() {
+            let line = std::mem::take(&mut self.pending);
+            self.emit(&line);
+        }
+    }
+}

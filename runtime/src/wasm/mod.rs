@@ -1,0 +1,40 @@
+//! The wasm host: runs HTTP modules, which are WebAssembly components.
+//!
+//! One [`Engine`](wasmtime::Engine) for the server ([`engine`]); each module
+//! is compiled and pre-instantiated once ([`module`]); each request gets a
+//! fresh store, a fresh sandbox with nothing granted ([`host_state`]), a
+//! memory limit and a deadline ([`invoke`]). A trap costs that one request.
+
+mod bindings;
+pub mod engine;
+mod host_state;
+mod invoke;
+mod module;
+mod outbound;
+
+use std::sync::Arc;
+
+pub use host_state::{MountIdentity, RequestFacts};
+pub use invoke::{Invocation, ModuleBody};
+pub use module::{CorsDefaults, LoadedModule, ModuleMetadata, linker};
+
+/// Why a module could not be loaded or could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum WasmError {
+    #[error("cannot set up the module linker: {0:#}")]
+    Linker(wasmtime::Error),
+    #[error("module {module}: not a valid WebAssembly component: {cause:#}")]
+    Compile { module: Arc<str>, cause: wasmtime::Error },
+    #[error("module {module}: cannot link: {cause:#}")]
+    Link { module: Arc<str>, cause: wasmtime::Error },
+    #[error("module {module}: does not export wasi:http/incoming-handler@0.2")]
+    NotAnHttpModule { module: Arc<str> },
+    #[error("module {module}: its metadata export failed: {cause:#}")]
+    Metadata { module: Arc<str>, cause: wasmtime::Error },
+    #[error("module {module}: {cause:#}")]
+    Failed { module: Arc<str>, cause: wasmtime::Error },
+    #[error("module {module}: returned without setting a response")]
+    NoResponse { module: Arc<str> },
+    #[error("module {module}: answered with an error: {code:?}")]
+    ErrorResponse { module: Arc<str>, code: String },
+}

@@ -1,0 +1,111 @@
+//! A loaded module: compiled once, linked once against the host's imports,
+//! pre-instantiated, with its declared metadata read at load time.
+
+use std::sync::Arc;
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use super::WasmError;
+use super::bindings::{imports, metadata};
+use super::host_state::{InstanceState, MountIdentity};
+
+/// What a module declared about itself (or Prosody's defaults).
+#[derive(Clone, Debug, Default)]
+pub struct ModuleMetadata {
+    /// Where it mounts when `http_paths` does not say.
+    pub default_path: Option<String>,
+    pub cors: Option<CorsDefaults>,
+    /// Config options it reads through `context.config-option`.
+    pub options: Vec<String>,
+}
+
+/// CORS defaults a module asks for.
+#[derive(Clone, Debug)]
+pub struct CorsDefaults {
+    pub methods: Vec<String>,
+    pub headers: Vec<String>,
+    pub credentials: bool,
+}
+
+/// A module ready to serve: compiled, linked, pre-instantiated.
+pub struct LoadedModule {
+    pub name: Arc<str>,
+    pub metadata: ModuleMetadata,
+    pub(super) proxy: ProxyPre<InstanceState>,
+}
+
+impl std::fmt::Debug for LoadedModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedModule").field("name", &self.name).field("metadata", &self.metadata).finish()
+    }
+}
+
+/// The linker every module is instantiated through: all of WASI 0.2 (so
+/// ordinary toolchains' output instantiates; the sandbox grants nothing),
+/// `wasi:http`, and canto's own imports.
+pub fn linker(engine: &Engine) -> Result<Linker<InstanceState>, WasmError> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(WasmError::Linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(WasmError::Linker)?;
+    imports::Imports::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |state| state)
+        .map_err(WasmError::Linker)?;
+    Ok(linker)
+}
+
+impl LoadedModule {
+    /// Compiles and links a component. Fails if it does not export
+    /// `wasi:http/incoming-handler`, imports something canto does not
+    /// provide, or its metadata export traps.
+    pub async fn load(
+        engine: &Engine,
+        linker: &Linker<InstanceState>,
+        name: &str,
+        bytes: &[u8],
+        memory_bytes: u64,
+    ) -> Result<Self, WasmError> {
+        let module = Arc::<str>::from(name);
+        let component = {
+            let engine = engine.clone();
+            let bytes = bytes.to_vec();
+            // Compiling is CPU-heavy; keep it off the async workers.
+            tokio::task::spawn_blocking(move || Component::new(&engine, bytes))
+                .await
+                .map_err(|e| WasmError::Compile { module: module.clone(), cause: wasmtime::Error::msg(e.to_string()) })?
+                .map_err(|cause| WasmError::Compile { module: module.clone(), cause })?
+        };
+        let pre =
+            linker.instantiate_pre(&component).map_err(|cause| WasmError::Link { module: module.clone(), cause })?;
+        let metadata_pre = metadata::MetadataProviderPre::new(pre.clone()).ok();
+        let proxy = ProxyPre::new(pre).map_err(|_| WasmError::NotAnHttpModule { module: module.clone() })?;
+
+        let metadata = match metadata_pre {
+            Some(metadata_pre) => read_metadata(engine, &module, metadata_pre, memory_bytes).await?,
+            None => ModuleMetadata::default(),
+        };
+        Ok(Self { name: module, metadata, proxy })
+    }
+}
+
+async fn read_metadata(
+    engine: &Engine,
+    module: &Arc<str>,
+    pre: metadata::MetadataProviderPre<InstanceState>,
+    memory_bytes: u64,
+) -> Result<ModuleMetadata, WasmError> {
+    let mount = Arc::new(MountIdentity { module: module.clone(), host: Arc::from("*"), options: Default::default() });
+    let mut store = Store::new(engine, InstanceState::new(mount, None, memory_bytes));
+    store.limiter(|state| &mut state.limits);
+    store.set_epoch_deadline(super::engine::ticks(std::time::Duration::from_secs(5)));
+    let describe = async {
+        let instance = pre.instantiate_async(&mut store).await?;
+        instance.canto_http_metadata().call_describe(&mut store).await
+    };
+    let info = describe.await.map_err(|cause| WasmError::Metadata { module: module.clone(), cause })?;
+    Ok(ModuleMetadata {
+        default_path: info.default_path,
+        cors: info.cors.map(|c| CorsDefaults { methods: c.methods, headers: c.headers, credentials: c.credentials }),
+        options: info.options,
+    })
+}
