@@ -23,6 +23,24 @@ pub fn error_page(status: StatusCode, detail: Option<&str>) -> Response<ModuleBo
     response
 }
 
+/// The page at `/` of a host with nothing mounted there.
+pub fn running_page() -> Response<ModuleBody> {
+    let html = "<!DOCTYPE html>\n<html>\n<head><meta charset=\"utf-8\"><title>canto is running</title></head>\n<body>\n<h1>canto is running</h1>\n<p>This host has no module mounted at <code>/</code>.</p>\n</body>\n</html>\n";
+    let mut response = Response::new(full_body(Bytes::from_static(html.as_bytes())));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    response
+}
+
+/// A permanent redirect, with an empty body as Prosody sends it.
+pub fn redirect(location: &str) -> Response<ModuleBody> {
+    let mut response = Response::new(full_body(Bytes::new()));
+    *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
 /// A body the server produced in full, as the same type modules stream.
 pub fn full_body(bytes: Bytes) -> ModuleBody {
     Full::new(bytes).map_err(|never| match never {}).boxed_unsync()

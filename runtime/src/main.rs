@@ -18,13 +18,32 @@ const EXIT_BAD_CONFIG: u8 = 78;
 #[command(version)]
 struct Args {
     /// A Prosody config file (prosody.cfg.lua).
-    #[arg(long, short)]
+    #[arg(long, short, global = true)]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Check something without serving.
+    Check {
+        #[command(subcommand)]
+        what: CheckWhat,
+    },
+}
+
+#[derive(clap::Subcommand)]
+enum CheckWhat {
+    /// Parse and validate the config, load every module, and show what
+    /// would be served; exits non-zero on any error.
+    Config,
 }
 
 fn main() -> ExitCode {
-    canto::telemetry::init();
     let args = Args::parse();
+    // A check prints its own report; only problems should be logged.
+    canto::telemetry::init(if args.command.is_some() { "warn" } else { canto::telemetry::DEFAULT_FILTER });
     let builtins = canto::builtin::names();
     let config = match &args.config {
         Some(path) => Config::load(path, &builtins),
@@ -33,10 +52,31 @@ fn main() -> ExitCode {
     let config = match config {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("canto: {error}");
+            let checking = args.command.is_some();
+            if checking {
+                println!("error: {error}");
+            } else {
+                eprintln!("canto: {error}");
+            }
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
+    if let Some(Command::Check { what: CheckWhat::Config }) = args.command {
+        for warning in &config.warnings {
+            println!("warning: {warning}");
+        }
+        return match check(&config) {
+            Ok(summary) => {
+                print!("{summary}");
+                println!("config OK");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                println!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match serve(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -44,6 +84,11 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn check(config: &Config) -> anyhow::Result<String> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    Ok(runtime.block_on(canto::server::describe(config))?)
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {

@@ -3,27 +3,45 @@
 //! A module mounts at `http_paths[name]` (name without `http_`), else the
 //! path it declares, else `/` + its name without `http_`. A request goes to
 //! the mount whose base path is the longest prefix on a segment boundary.
+//! Modules are mounted as directories: `/base` redirects to `/base/` unless
+//! the module asked to serve the bare path itself.
 
 use std::sync::Arc;
 
 use crate::wasm::{LoadedModule, MountIdentity};
 
-/// One HTTP host and what is mounted on it.
+/// Everything served under one public host name (an `http_host`). Several
+/// configured hosts may share one, each mounting its modules at different
+/// paths (`http_paths = { register_web = "/register-on-$host" }`).
 pub struct Site {
-    /// The host's configured name (`VirtualHost "example.com"`).
+    /// The public name this site answers to (an `http_host`).
     pub name: Arc<str>,
     /// Longest base path first, so the first match is the best one.
     mounts: Vec<Mount>,
 }
 
-/// A module mounted at a base path on one host.
+/// A module mounted at a base path for one configured host.
 pub struct Mount {
+    /// The configured host this mount belongs to (`VirtualHost "example.com"`).
+    pub host: Arc<str>,
     /// `/` or a path without a trailing slash.
     pub base_path: Arc<str>,
     /// The external URL of the base path; ends with `/`.
     pub base_url: Arc<str>,
+    /// Whether `/base` reaches the module rather than redirecting to `/base/`.
+    pub serve_bare_path: bool,
     pub module: Arc<LoadedModule>,
     pub identity: Arc<MountIdentity>,
+}
+
+/// Where a request path leads on a site.
+pub enum Route<'a> {
+    Module(&'a Mount),
+    /// `/base` for a directory mount: 301 to `/base/`.
+    AddSlash(&'a Mount),
+    /// `/` with nothing mounted there: the "canto is running" page.
+    Root,
+    NotFound,
 }
 
 impl Site {
@@ -36,20 +54,82 @@ impl Site {
         &self.mounts
     }
 
-    /// The mount serving `path`, if any.
-    pub fn route(&self, path: &str) -> Option<&Mount> {
-        self.mounts.iter().find(|mount| base_matches(&mount.base_path, path))
+    /// Adds a mount unless its base path is taken; returns the holder then.
+    pub fn add(&mut self, mount: Mount) -> Result<(), (&Mount, Mount)> {
+        if let Some(index) = self.mounts.iter().position(|m| m.base_path == mount.base_path) {
+            return Err((&self.mounts[index], mount));
+        }
+        self.mounts.push(mount);
+        self.mounts.sort_by_key(|mount| std::cmp::Reverse(mount.base_path.len()));
+        Ok(())
+    }
+
+    /// Where `path` (already normalised by [`request_path`]) leads.
+    pub fn route(&self, path: &str) -> Route<'_> {
+        for mount in &self.mounts {
+            if mount.base_path.as_ref() == "/" {
+                return Route::Module(mount);
+            }
+            match path.strip_prefix(&*mount.base_path) {
+                Some("") if mount.serve_bare_path => return Route::Module(mount),
+                Some("") => return Route::AddSlash(mount),
+                Some(rest) if rest.starts_with('/') => return Route::Module(mount),
+                _ => {}
+            }
+        }
+        if path == "/" { Route::Root } else { Route::NotFound }
     }
 }
 
-fn base_matches(base: &str, path: &str) -> bool {
-    if base == "/" {
-        return true;
+/// The request path a client asked for is outside the root (`/../x`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct InvalidPath;
+
+/// The path routing uses, as Prosody computes it: percent-decoded, runs of
+/// `/` collapsed, a leading `/` ensured; refused if `..` climbs above the
+/// root. `.`/`..` segments are otherwise left for the module to judge.
+pub fn request_path(raw: &str) -> Result<String, InvalidPath> {
+    let decoded = percent_decode(raw);
+    let mut path = String::with_capacity(decoded.len() + 1);
+    if !decoded.starts_with('/') {
+        path.push('/');
     }
-    match path.strip_prefix(base) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/'),
-        None => false,
+    for c in decoded.chars() {
+        if c == '/' && path.ends_with('/') {
+            continue;
+        }
+        path.push(c);
     }
+    let mut depth: i64 = 0;
+    for segment in path.split('/').skip(1) {
+        match segment {
+            ".." => depth -= 1,
+            "." | "" => {}
+            _ => depth += 1,
+        }
+        if depth < 0 {
+            return Err(InvalidPath);
+        }
+    }
+    Ok(path)
+}
+
+fn percent_decode(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(byte) = raw.get(i + 1..i + 3).and_then(|hex| u8::from_str_radix(hex, 16).ok())
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Prosody's path normalisation: one trailing `/` removed, a leading `/`
@@ -65,11 +145,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn base_paths_match_on_segment_boundaries() {
-        assert!(base_matches("/files", "/files"));
-        assert!(base_matches("/files", "/files/a/b"));
-        assert!(!base_matches("/files", "/filesx"));
-        assert!(base_matches("/", "/anything"));
+    fn request_paths_are_decoded_collapsed_and_kept_inside_the_root() {
+        assert_eq!(request_path("/he%6clo//a///b"), Ok("/hello/a/b".into()));
+        assert_eq!(request_path("/a/../b"), Ok("/a/../b".into()));
+        assert_eq!(request_path("/../x"), Err(InvalidPath));
+        assert_eq!(request_path("/a/../../x"), Err(InvalidPath));
+        assert_eq!(request_path("/%2e%2e/x"), Err(InvalidPath));
+        assert_eq!(request_path("/100%"), Ok("/100%".into()));
     }
 
     #[test]

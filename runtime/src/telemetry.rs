@@ -5,8 +5,9 @@ use tracing_subscriber::EnvFilter;
 
 pub const DEFAULT_FILTER: &str = "info,wasmtime=warn,cranelift=warn";
 
-/// Installs the process-wide subscriber; later calls are no-ops.
-pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+/// Installs the process-wide subscriber; later calls are no-ops. `RUST_LOG`
+/// overrides `default_filter`.
+pub fn init(default_filter: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

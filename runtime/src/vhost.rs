@@ -4,35 +4,52 @@
 //! URI, or HTTP/2's `:authority`), port stripped, compared
 //! case-insensitively with one trailing dot ignored (RFC 9110).
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use crate::routing::Site;
+use std::collections::HashMap;
 
-/// Every HTTP host, by the name requests select it with.
+/// Every public host name and what is served under it.
 #[derive(Default)]
 pub struct HostTable {
-    by_name: HashMap<String, Arc<Site>>,
+    by_name: HashMap<String, Site>,
+    /// `http_default_host`: serves requests for unknown hosts (and requests
+    /// with no Host at all), as in Prosody.
+    default: Option<String>,
 }
 
 /// The outcome of looking a request's host up.
 pub enum HostLookup<'a> {
-    Found(&'a Arc<Site>),
+    Found(&'a Site),
     Unknown(String),
     Missing,
 }
 
 impl HostTable {
-    /// Adds a host; returns the one it displaced if two share a name.
-    pub fn insert(&mut self, http_host: &str, site: Arc<Site>) -> Option<Arc<Site>> {
-        self.by_name.insert(normalize(http_host), site)
+    /// The site for `http_host`, created empty on first use.
+    pub fn site_mut(&mut self, http_host: &str) -> &mut Site {
+        self.by_name.entry(normalize(http_host)).or_insert_with(|| Site::new(http_host.into(), Vec::new()))
+    }
+
+    /// Sets the default host; `false` if no host has that name.
+    pub fn set_default(&mut self, http_host: &str) -> bool {
+        let key = normalize(http_host);
+        let known = self.by_name.contains_key(&key);
+        if known {
+            self.default = Some(key);
+        }
+        known
     }
 
     pub fn lookup<B>(&self, request: &http::Request<B>) -> HostLookup<'_> {
-        let Some(raw) = request_host(request) else { return HostLookup::Missing };
-        match self.by_name.get(&normalize(&raw)) {
-            Some(site) => HostLookup::Found(site),
-            None => HostLookup::Unknown(raw),
+        let requested = request_host(request);
+        if let Some(site) = requested.as_deref().and_then(|host| self.by_name.get(&normalize(host))) {
+            return HostLookup::Found(site);
+        }
+        if let Some(site) = self.default.as_ref().and_then(|key| self.by_name.get(key)) {
+            return HostLookup::Found(site);
+        }
+        match requested {
+            Some(host) => HostLookup::Unknown(host),
+            None => HostLookup::Missing,
         }
     }
 }

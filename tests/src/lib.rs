@@ -38,12 +38,28 @@ impl TestServer {
         }
     }
 
+    /// Starts a server whose plugin directory also holds `extra` modules:
+    /// (module name, path of the guest to install under that name).
+    pub async fn start_with(config: &str, extra: &[(&str, &str)]) -> TestServer {
+        match Self::try_start_with(config, extra).await {
+            Ok(server) => server,
+            Err(error) => panic!("server did not start: {error}"),
+        }
+    }
+
     pub async fn try_start(config: &str) -> Result<TestServer, String> {
+        Self::try_start_with(config, &[]).await
+    }
+
+    pub async fn try_start_with(config: &str, extra: &[(&str, &str)]) -> Result<TestServer, String> {
         capture_logs();
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let plugins = dir.path().join("plugins");
         std::fs::create_dir(&plugins).map_err(|e| e.to_string())?;
         for (name, path) in canto_guests::ALL {
+            std::fs::copy(path, plugins.join(format!("mod_{name}.wasm"))).map_err(|e| e.to_string())?;
+        }
+        for (name, path) in extra {
             std::fs::copy(path, plugins.join(format!("mod_{name}.wasm"))).map_err(|e| e.to_string())?;
         }
         let config_path = dir.path().join("prosody.cfg.lua");
@@ -75,6 +91,23 @@ impl TestServer {
 
     pub async fn get(&self, host: &str, path: &str) -> reqwest::Response {
         self.client(&[host]).get(self.url(host, path)).send().await.expect("request failed")
+    }
+
+    /// GET without following redirects.
+    pub async fn get_no_redirect(&self, host: &str, path: &str) -> reqwest::Response {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .resolve(host, self.addr)
+            .build()
+            .expect("build http client");
+        client.get(self.url(host, path)).send().await.expect("request failed")
+    }
+
+    /// What whoami (mounted wherever `path` leads) reports for a request.
+    pub async fn whoami(&self, host: &str, path: &str) -> serde_json::Value {
+        let response = self.get(host, path).await;
+        assert_eq!(response.status(), 200, "whoami at {host}{path}");
+        response.json().await.expect("whoami answers JSON")
     }
 
     /// Asks the server to shut down gracefully and waits until it has.
@@ -145,4 +178,88 @@ pub async fn wait_for_log(needles: &[&str]) -> String {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("no log line contains all of {needles:?}");
+}
+
+/// Real Prosody 0.12 (Debian's package) on a free loopback port, to check
+/// that canto matches it where it means to. Killed on drop.
+pub struct ProsodyServer {
+    pub addr: SocketAddr,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl ProsodyServer {
+    /// Starts `prosody -F` with `config` after a preamble that keeps it on
+    /// one loopback HTTP port and off every XMPP port.
+    pub async fn start(config: &str) -> ProsodyServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let root = dir.path().display().to_string();
+        let preamble = format!(
+            r#"run_as_root = true
+daemonize = false
+pidfile = "{root}/prosody.pid"
+data_path = "{root}"
+certificates = "{root}"
+log = {{ info = "{root}/prosody.log" }}
+c2s_ports = {{}}; s2s_ports = {{}}; c2s_direct_tls_ports = {{}}; s2s_direct_tls_ports = {{}}
+component_ports = {{}}; legacy_ssl_ports = {{}}; https_ports = {{}}
+http_ports = {{ {port} }}
+http_interfaces = {{ "127.0.0.1" }}
+"#
+        );
+        let path = dir.path().join("prosody.cfg.lua");
+        std::fs::write(&path, format!("{preamble}{config}")).expect("write prosody config");
+        let mut child = std::process::Command::new("prosody")
+            .arg("--config")
+            .arg(&path)
+            .arg("-F")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run prosody (Debian's prosody package; scripts/test installs it)");
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return ProsodyServer { addr, child, _dir: dir };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let log = std::fs::read_to_string(dir.path().join("prosody.log")).unwrap_or_default();
+        panic!("prosody did not start listening on {addr}:\n{log}");
+    }
+}
+
+impl Drop for ProsodyServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends one raw HTTP/1.x request and returns the status code and the
+/// response head's headers (names lowercased).
+pub async fn raw_status(addr: SocketAddr, request: &str) -> (u16, Vec<(String, String)>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("send request");
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => head.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers = lines
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers)
 }

@@ -29,7 +29,7 @@ mod modules {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn hello_answers_with_its_host() {
         let server = TestServer::start(DEMO).await;
-        let response = server.get("localhost", "/hello").await;
+        let response = server.get("localhost", "/hello/").await;
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["content-type"], "text/plain; charset=utf-8");
         assert!(response.headers().contains_key("date"), "responses carry a Date header");
@@ -64,7 +64,7 @@ mod modules {
         let body: Vec<u8> = (0..10 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
         let response = server
             .client(&["localhost"])
-            .post(server.url("localhost", "/echo"))
+            .post(server.url("localhost", "/echo/"))
             .body(body.clone())
             .send()
             .await
@@ -82,7 +82,7 @@ mod modules {
         let server = TestServer::start(DEMO).await;
         let mut stream = TcpStream::connect(server.addr).await.unwrap();
         stream
-            .write_all(b"POST /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nping\n\r\n")
+            .write_all(b"POST /echo/ HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nping\n\r\n")
             .await
             .unwrap();
         let mut seen = Vec::new();
@@ -110,7 +110,7 @@ mod modules {
         let client = server.client(&["localhost"]);
         let requests = (0..200).map(|i| {
             let client = client.clone();
-            let url = server.url("localhost", &format!("/hello?n={i}"));
+            let url = server.url("localhost", &format!("/hello/?n={i}"));
             async move { client.get(url).send().await.map(|r| r.status().as_u16()) }
         });
         let statuses = futures::future::join_all(requests).await;
@@ -132,7 +132,15 @@ mod modules {
         let response = server.get("options.test", "/opts").await;
         assert_eq!(response.status(), 200);
         assert_eq!(response.text().await.unwrap(), "greeting=\"hi there\"\nsecret=unset\n");
-        wait_for_log(&["options requested", "http_options", "options.test"]).await;
+        wait_for_log(&["options requested", "module=http_options", "host=options.test"]).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_standard_wasi_http_component_runs_unchanged() {
+        let server = TestServer::start("VirtualHost \"plain.test\"\nmodules_enabled = { \"http_plain\" }\n").await;
+        let response = server.get("plain.test", "/plain/x?y=1").await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.unwrap(), "plain wasi:http: Method::Get /plain/x?y=1\n");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,7 +189,7 @@ mod protocol {
     async fn keep_alive_serves_several_requests_on_one_connection() {
         let server = TestServer::start(DEMO).await;
         let mut stream = TcpStream::connect(server.addr).await.unwrap();
-        let request = b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n";
+        let request = b"GET /hello/ HTTP/1.1\r\nHost: localhost\r\n\r\n";
         let mut received = String::new();
         for _ in 0..3 {
             stream.write_all(request).await.unwrap();
@@ -201,7 +209,7 @@ mod protocol {
         let server = TestServer::start(DEMO).await;
         let client =
             reqwest::Client::builder().http2_prior_knowledge().resolve("localhost", server.addr).build().unwrap();
-        let response = client.get(server.url("localhost", "/hello")).send().await.unwrap();
+        let response = client.get(server.url("localhost", "/hello/")).send().await.unwrap();
         assert_eq!(response.version(), reqwest::Version::HTTP_2);
         assert_eq!(response.status(), 200);
         assert_eq!(response.text().await.unwrap(), "hello from localhost\n");
@@ -232,6 +240,8 @@ mod failures {
         let page = response.text().await.unwrap();
         assert!(!page.contains("asked to trap"), "guest internals must not reach the client");
         wait_for_log(&["module failed", "module=http_trap", "host=trap.test"]).await;
+        // The guest's own stderr (its panic message) lands in the log, tagged.
+        wait_for_log(&["http_trap was asked to trap", "module=http_trap", "stream=\"stderr\""]).await;
 
         let response = server.get("trap.test", "/trap/ok").await;
         assert_eq!(response.status(), 200);
@@ -278,7 +288,7 @@ mod lifecycle {
         let mut server = TestServer::start(DEMO).await;
         let addr = server.addr;
         let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream.write_all(b"POST /echo HTTP/1.0\r\nHost: localhost\r\nContent-Length: 10\r\n\r\nhello").await.unwrap();
+        stream.write_all(b"POST /echo/ HTTP/1.0\r\nHost: localhost\r\nContent-Length: 10\r\n\r\nhello").await.unwrap();
         // Let the request reach the module before shutting down.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let finished = server.begin_stop().expect("server running");
@@ -292,5 +302,558 @@ mod lifecycle {
         tokio::time::timeout(Duration::from_secs(15), finished).await.unwrap().unwrap();
         assert!(TcpStream::connect(addr).await.is_err(), "a stopped server must not accept connections");
         assert!(!log_lines_with(&["shutdown complete"]).is_empty());
+    }
+}
+
+/// Virtual hosts, http_host, the default host, path mounting, error pages.
+mod vhosts {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_virtual_host_serves_its_own_modules() {
+        let server = TestServer::start(
+            r#"
+            VirtualHost "a.test"
+                modules_enabled = { "http_hello" }
+            VirtualHost "b.test"
+                modules_enabled = { "http_whoami" }
+            "#,
+        )
+        .await;
+        assert_eq!(server.get("a.test", "/hello/").await.text().await.unwrap(), "hello from a.test\n");
+        assert_eq!(server.get("b.test", "/hello/").await.status(), 404);
+        assert_eq!(server.whoami("b.test", "/whoami/").await["host"], "b.test");
+        assert_eq!(server.whoami("B.Test.", "/whoami/").await["host"], "b.test", "case and trailing dot ignored");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn http_host_is_the_name_a_host_answers_to() {
+        let server = TestServer::start(
+            r#"
+            VirtualHost "example.test"
+                http_host = "www.example.test"
+                modules_enabled = { "http_whoami" }
+            "#,
+        )
+        .await;
+        let who = server.whoami("www.example.test", "/whoami/").await;
+        assert_eq!(who["host"], "example.test");
+        assert_eq!(who["base_url"], format!("http://www.example.test:{}/whoami/", server.addr.port()));
+        assert_eq!(server.get("example.test", "/whoami/").await.status(), 404);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_default_host_serves_unknown_and_missing_hosts() {
+        let server = TestServer::start(
+            r#"
+            http_default_host = "a.test"
+            VirtualHost "a.test"
+                modules_enabled = { "http_whoami" }
+            VirtualHost "b.test"
+                modules_enabled = { "http_whoami" }
+            "#,
+        )
+        .await;
+        assert_eq!(server.whoami("unknown.test", "/whoami/").await["host"], "a.test");
+        assert_eq!(server.whoami("b.test", "/whoami/").await["host"], "b.test");
+        let response = raw_exchange(&server, b"GET /whoami/ HTTP/1.0\r\n\r\n").await;
+        assert!(response.starts_with("HTTP/1.0 200 ") && response.contains("\"host\":\"a.test\""), "{response}");
+        wait_for_log(&["HTTP requests to unknown hosts will be handled by a.test"]).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_component_http_host_gets_only_its_own_modules() {
+        let server = TestServer::start(
+            r#"
+            modules_enabled = { "http_hello" }
+            VirtualHost "xmpp.test"
+            Component "static.test" "http"
+                modules_enabled = { "http_whoami" }
+            "#,
+        )
+        .await;
+        assert_eq!(server.get("xmpp.test", "/hello/").await.status(), 200);
+        assert_eq!(server.get("static.test", "/hello/").await.status(), 404);
+        assert_eq!(server.whoami("static.test", "/whoami/").await["host"], "static.test");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn http_paths_come_from_the_host_then_the_global_table() {
+        let server = TestServer::start(
+            r#"
+            http_paths = { whoami = "/who"; hello = "/hi" }
+            modules_enabled = { "http_whoami", "http_hello" }
+            VirtualHost "global.test"
+            VirtualHost "own.test"
+                http_paths = { whoami = "/own-who/" }
+            "#,
+        )
+        .await;
+        assert_eq!(server.whoami("global.test", "/who/").await["base_path"], "/who");
+        let who = server.whoami("own.test", "/own-who/").await;
+        assert_eq!(who["base_path"], "/own-who");
+        assert_eq!(server.get("own.test", "/who/").await.status(), 404);
+        // A key the host's table lacks falls back to the global table.
+        assert_eq!(server.get("own.test", "/hi/").await.status(), 200);
+    }
+
+    /// The seed document's example, exactly as written.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn host_in_paths_lets_hosts_share_one_public_name() {
+        let server = TestServer::start_with(
+            r#"
+    modules_enabled = { "register_web" }
+    http_paths = {
+        register_web = "/register-on-$host";
+    }
+    http_host = "www.example.net"
+ 
+    VirtualHost "example.net" -- http://www.example.net/register-on-example.net
+ 
+    VirtualHost "jabber.example" -- http://www.example.net/register-on-jabber.example
+"#,
+            &[("register_web", canto_guests::HTTP_WHOAMI)],
+        )
+        .await;
+        let port = server.addr.port();
+        let who = server.whoami("www.example.net", "/register-on-example.net/").await;
+        assert_eq!(who["host"], "example.net");
+        assert_eq!(who["base_url"], format!("http://www.example.net:{port}/register-on-example.net/"));
+        let who = server.whoami("www.example.net", "/register-on-jabber.example/").await;
+        assert_eq!(who["host"], "jabber.example");
+        assert_eq!(who["base_path"], "/register-on-jabber.example");
+        wait_for_log(&["'example.net' and 'jabber.example' both use http_host 'www.example.net'"]).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn http_external_url_sets_the_base_url() {
+        let server = TestServer::start(
+            r#"
+            VirtualHost "proxied.test"
+                http_external_url = "https://proxy.example:8443/xmpp/"
+                modules_enabled = { "http_whoami" }
+            "#,
+        )
+        .await;
+        let who = server.whoami("proxied.test", "/whoami/").await;
+        assert_eq!(who["base_url"], "https://proxy.example:8443/xmpp/whoami/");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_absolute_request_target_names_the_host() {
+        let server = TestServer::start(
+            r#"
+            VirtualHost "a.test"
+                modules_enabled = { "http_whoami" }
+            VirtualHost "b.test"
+                modules_enabled = { "http_whoami" }
+            "#,
+        )
+        .await;
+        let response =
+            raw_exchange(&server, b"GET http://b.test/whoami/ HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+                .await;
+        assert!(response.contains("\"host\":\"b.test\""), "{response}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_directory_mount_redirects_its_bare_path_keeping_the_query() {
+        let server =
+            TestServer::start("VirtualHost \"r.test\"\nmodules_enabled = { \"http_whoami\", \"http_options\" }\n")
+                .await;
+        let response = server.get_no_redirect("r.test", "/whoami?x=1&y").await;
+        assert_eq!(response.status(), 301);
+        assert_eq!(response.headers()["location"], "/whoami/?x=1&y");
+        assert_eq!(response.headers()["content-length"], "0");
+        // A module that asked to serve its bare path gets it.
+        assert_eq!(server.get_no_redirect("r.test", "/opts").await.status(), 200);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn paths_escaping_the_root_are_400_and_paths_are_decoded() {
+        let server = TestServer::start("VirtualHost \"p.test\"\nmodules_enabled = { \"http_whoami\" }\n").await;
+        let response =
+            raw_exchange(&server, b"GET /../etc/passwd HTTP/1.1\r\nHost: p.test\r\nConnection: close\r\n\r\n").await;
+        assert!(response.starts_with("HTTP/1.1 400 ") && response.contains("Invalid path"), "{response}");
+        let response =
+            raw_exchange(&server, b"GET /whoami/%2e%2e/%2e%2e/x HTTP/1.1\r\nHost: p.test\r\nConnection: close\r\n\r\n")
+                .await;
+        assert!(response.starts_with("HTTP/1.1 400 "), "{response}");
+        // Routing sees the decoded path, collapsed.
+        assert_eq!(server.whoami("p.test", "/who%61mi//x").await["base_path"], "/whoami");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_root_of_a_host_without_a_root_module_says_canto_is_running() {
+        let server = TestServer::start("VirtualHost \"root.test\"\nmodules_enabled = { \"http_hello\" }\n").await;
+        let response = server.get("root.test", "/").await;
+        assert_eq!(response.status(), 200);
+        assert!(response.text().await.unwrap().contains("canto is running"));
+        let response = server.get("root.test", "/missing").await;
+        assert_eq!(response.status(), 404);
+        assert_eq!(response.headers()["content-type"], "text/html; charset=utf-8");
+        let length: usize = response.headers()["content-length"].to_str().unwrap().parse().unwrap();
+        assert_eq!(length, response.bytes().await.unwrap().len());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn http_errors_detailed_puts_the_cause_on_500_pages() {
+        let server = TestServer::start(
+            "http_errors_detailed = true\nVirtualHost \"detail.test\"\nmodules_enabled = { \"http_trap\" }\n",
+        )
+        .await;
+        let response = server.get("detail.test", "/trap/silent").await;
+        assert_eq!(response.status(), 500);
+        assert!(response.text().await.unwrap().contains("returned without setting a response"));
+    }
+}
+
+/// Reading Prosody configs: the seed document's snippets, every supported
+/// construct, the config Debian ships, errors, and arbitrary input.
+mod config {
+    use std::net::SocketAddr;
+    use std::path::Path;
+
+    use canto::Config;
+    use canto::config::{ConfigError, SectionKind};
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_text(Path::new("/etc/prosody/prosody.cfg.lua"), text, &canto::builtin::names())
+    }
+
+    fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn the_seed_documents_snippets_mean_what_the_document_says() {
+        let config = load(
+            r#"
+    modules_enabled = {
+        "http";
+    }
+    http_ports = { 5280 }
+    http_interfaces = { "127.0.0.1", "::1" }
+    https_ports = { 5281 }
+    https_interfaces = { "*", "::" }
+    https_ssl = {
+        certificate = "/path/to/http.crt";
+        key = "/path/to/http.key";
+    }
+    http_default_host = "example.com"
+    http_cors_override = {
+        bosh = {
+            enabled = false;
+        };
+        websocket = {
+            enabled = false;
+        };
+    }
+trusted_proxies = { "127.0.0.1", "::1", "192.168.1.1", }
+    VirtualHost "example.com"
+    http_host = "www.example.com"
+    http_external_url = "https://www.example.com/"
+    http_paths = {
+        bosh = "/http-bind"; -- Serve BOSH at /http-bind
+        files = "/"; -- Serve files from the base URL
+    }
+    Component "www.example.org" "http"
+        modules_enabled = { "bosh" }
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.http_listeners, addrs(&["127.0.0.1:5280", "[::1]:5280"]));
+        assert_eq!(config.https_listeners, addrs(&["0.0.0.0:5281", "[::]:5281"]));
+        assert_eq!(config.default_host.as_ref().map(|(h, _)| h.as_str()), Some("example.com"));
+        let proxies: Vec<String> = config.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(proxies, ["127.0.0.1/32", "::1/128", "192.168.1.1/32"]);
+        let example = &config.hosts[0];
+        assert_eq!((example.name.as_str(), example.http_host.as_str()), ("example.com", "www.example.com"));
+        assert_eq!(example.external_url.as_ref().unwrap().join("/files"), "https://www.example.com/files/");
+        let www = &config.hosts[1];
+        assert_eq!(www.kind, SectionKind::Component { module: Some("http".into()) });
+        assert!(www.modules.is_empty(), "bosh is not an HTTP module canto has");
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    }
+
+    #[test]
+    fn prosodys_defaults_apply_when_nothing_is_set() {
+        let config = load("").unwrap();
+        assert_eq!(config.http_listeners, addrs(&["127.0.0.1:5280", "[::1]:5280"]));
+        assert_eq!(config.https_listeners, addrs(&["0.0.0.0:5281", "[::]:5281"]));
+        assert_eq!(config.cors.methods, ["GET", "OPTIONS"]);
+        assert_eq!(config.cors.headers, ["Content-Type"]);
+        assert_eq!(config.cors.origins, ["*"]);
+        assert!(!config.cors.credentials);
+        assert_eq!(config.cors.max_age, 7200);
+        assert!(config.cors.enabled);
+        assert_eq!(config.max_content_size, 10 * 1024 * 1024);
+        assert_eq!(config.trusted_proxies.len(), 2);
+        assert!(config.hosts.is_empty());
+    }
+
+    #[test]
+    fn every_supported_construct_reads_as_expected() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("conf.d")).unwrap();
+        std::fs::write(dir.path().join("conf.d/b.cfg.lua"), "VirtualHost \"b.test\"\nhttp_host = 'b-www.test'\n")
+            .unwrap();
+        std::fs::write(dir.path().join("conf.d/a.cfg.lua"), "VirtualHost \"a.test\"\n").unwrap();
+        std::fs::write(dir.path().join("conf.d/.hidden.cfg.lua"), "this is not lua").unwrap();
+        std::fs::write(dir.path().join("extra.lua"), "access_control_max_age = 60\n").unwrap();
+        let main = dir.path().join("prosody.cfg.lua");
+        let text = r#"
+        --[==[ a long
+        comment ]==]
+        http_ports = { 8080; 8081, }   -- both separators, trailing separator
+        http_interfaces = "127.0.0.1"  -- a scalar is a one-item list
+        access_control_allow_methods = { "GET", 'POST', [[PUT]] }
+        access_control_allow_headers = { "X-" .. "Custom", "Content-Type" }
+        access_control_allow_credentials = true
+        access_control_allow_origins = { "https://a.example", "https://b.example" }
+        http_max_content_size = 0x100000
+        http_errors_detailed = ENV_CANTO_TEST_UNSET_VARIABLE == nil
+        http_module_timeout = 5
+        Include "extra.lua"
+        Include "conf.d/*.cfg.lua"
+        VirtualHost "c.test" { http_host = "c-www.test" }
+        Component "d.test" "http" { modules_enabled = { "http_hello" } }
+        "#;
+        std::fs::write(&main, text).unwrap();
+        let config = Config::load(&main, &canto::builtin::names()).unwrap();
+        assert_eq!(config.http_listeners, addrs(&["127.0.0.1:8080", "127.0.0.1:8081"]));
+        assert_eq!(config.cors.methods, ["GET", "POST", "PUT"]);
+        assert_eq!(config.cors.headers, ["X-Custom", "Content-Type"]);
+        assert!(config.cors.credentials);
+        assert_eq!(config.cors.origins, ["https://a.example", "https://b.example"]);
+        assert_eq!(config.cors.max_age, 60);
+        assert_eq!(config.max_content_size, 1 << 20);
+        assert!(config.errors_detailed);
+        assert_eq!(config.limits.timeout.as_secs(), 5);
+        let hosts: Vec<(&str, &str)> = config.hosts.iter().map(|h| (h.name.as_str(), h.http_host.as_str())).collect();
+        // Includes in sorted order, dot files skipped; table forms.
+        assert_eq!(
+            hosts,
+            [("a.test", "a.test"), ("b.test", "b-www.test"), ("c.test", "c-www.test"), ("d.test", "d.test")]
+        );
+        assert_eq!(config.hosts[3].modules[0].name, "http_hello");
+    }
+
+    #[test]
+    fn misspelt_and_misplaced_options_warn() {
+        let config = load(
+            "http_port = { 5280 }\ntrusted_proxy = { \"10.0.0.1\" }\nroster_versioning = true\nVirtualHost \"a\"\nhttp_ports = { 1 }\nhttp_pathz = {}\n",
+        )
+        .unwrap();
+        let warnings = config.warnings.join("\n");
+        assert!(
+            warnings.contains("prosody.cfg.lua:1:13: unknown option 'http_port' (did you mean 'http_ports'?)"),
+            "{warnings}"
+        );
+        assert!(warnings.contains("unknown option 'trusted_proxy' (did you mean 'trusted_proxies'?)"), "{warnings}");
+        assert!(warnings.contains("unknown option 'http_pathz' (did you mean 'http_paths'?)"), "{warnings}");
+        assert!(
+            warnings.contains(
+                "a: Option 'http_ports' has no effect for virtual hosts - put it in the server-wide section instead"
+            ),
+            "{warnings}"
+        );
+        assert!(!warnings.contains("roster_versioning"), "XMPP options are accepted quietly");
+    }
+
+    #[test]
+    fn duplicate_options_warn_with_file_and_line() {
+        let config = load("http_ports = { 1 }\nhttp_ports = { 2 }\n").unwrap();
+        assert_eq!(config.warnings, ["/etc/prosody/prosody.cfg.lua:2: Duplicate option 'http_ports'"]);
+    }
+
+    #[test]
+    fn each_unsupported_construct_and_bad_value_is_an_error_at_its_place() {
+        let cases: &[(&str, &str)] = &[
+            ("local x = 1", "1:1: `local` variables are not supported in a config"),
+            ("function f() end", "1:1: functions are not supported in a config"),
+            ("if true then end", "1:1: `if` is not supported in a config"),
+            ("while true do end", "1:1: loops are not supported in a config"),
+            ("x = print('a')", "1:5: function calls are not supported in a config value"),
+            ("x = 1 + 2", "1:5: only `..`, `==` and `~=` are supported in a config"),
+            ("x = y", "1:5: `y` is not a value canto knows"),
+            ("a, b = 1, 2", "1:1: expected `name = value` (one option per line)"),
+            ("Foo \"x\"", "1:1: unknown directive `Foo`"),
+            ("RunScript \"x.lua\"", "1:1: `RunScript` runs Lua code; canto does not"),
+            ("x = 'unterminated", "syntax error"),
+            ("x = \"\\q\"", "1:5: `\\q` is not a Lua escape"),
+            ("http_ports = { \"80\" }", "1:16: http_ports: expected a port number, found a string"),
+            ("http_ports = 65536", "1:14: http_ports: 65536 is not a port number (0-65535)"),
+            (
+                "http_interfaces = { \"localhost\" }",
+                "1:21: http_interfaces: \"localhost\" is not an IP address or \"*\"",
+            ),
+            (
+                "trusted_proxies = { \"10.0.0.0/33\" }",
+                "1:21: trusted_proxies: \"10.0.0.0/33\" is not an IP address or CIDR range",
+            ),
+            (
+                "access_control_allow_credentials = \"yes\"",
+                "1:36: access_control_allow_credentials: expected true or false, found a string",
+            ),
+            (
+                "http_max_content_size = -1",
+                "1:25: http_max_content_size: expected a whole number of at least 0, found a number",
+            ),
+            (
+                "VirtualHost \"a\"\nComponent \"a\" \"http\"",
+                "2:1: Component \"a\" clashes with previously defined VirtualHost \"a\"",
+            ),
+            ("Include \"missing.cfg.lua\"", "1:1: cannot read included file /etc/prosody/missing.cfg.lua"),
+        ];
+        for (text, expected) in cases {
+            let error = load(text).expect_err(text).to_string();
+            assert!(error.contains(expected), "{text:?} gave {error:?}, expected it to contain {expected:?}");
+            assert!(error.starts_with("/etc/prosody/prosody.cfg.lua:"), "{error}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// Arbitrary text never panics the reader: it loads or it errors.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,120}") {
+            let _ = load(&text);
+        }
+
+        /// Nor does a soup of Lua tokens, which gets much further into it.
+        #[test]
+        fn lua_token_soup_never_panics(tokens in proptest::collection::vec(proptest::sample::select(TOKENS), 0..40)) {
+            let _ = load(&tokens.join(" "));
+        }
+    }
+
+    const TOKENS: &[&str] = &[
+        "VirtualHost",
+        "Component",
+        "Include",
+        "\"a.test\"",
+        "\"http\"",
+        "'x'",
+        "[[y]]",
+        "{",
+        "}",
+        "(",
+        ")",
+        "[",
+        "]",
+        "=",
+        "==",
+        "~=",
+        "..",
+        ",",
+        ";",
+        "1",
+        "-2",
+        "0x1F",
+        "1.5",
+        "true",
+        "false",
+        "nil",
+        "not",
+        "-",
+        "http_ports",
+        "http_paths",
+        "trusted_proxies",
+        "modules_enabled",
+        "ENV_HOME",
+        "local",
+        "function",
+        "end",
+        "\"\\z  \"",
+        "\"\\300\"",
+        "\"\\u{110000}\"",
+        "--",
+        "--[[",
+        "]]",
+        "http_host",
+    ];
+
+    /// The config Debian's `prosody` package installs (scripts/test installs
+    /// the package). This fails rather than skips when it is missing.
+    #[test]
+    fn debians_prosody_config_loads() {
+        let path = Path::new("/etc/prosody/prosody.cfg.lua");
+        assert!(path.exists(), "{} is missing: install Debian's prosody package (scripts/test does)", path.display());
+        let config = Config::load(path, &canto::builtin::names()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(config.hosts.iter().any(|h| h.name == "localhost"));
+        assert_eq!(config.http_listeners, addrs(&["127.0.0.1:5280", "[::1]:5280"]));
+    }
+}
+
+/// Where canto means to match Prosody, the same config and requests give
+/// the same answers from real Prosody 0.12 and from canto.
+mod against_prosody {
+    use canto_tests::{ProsodyServer, TestServer, raw_status};
+
+    /// Prosody's mod_http_files and canto's whoami installed as
+    /// `http_files`: different modules, same mount. `{dir}` holds an
+    /// index.html so both answer 200 for a directory.
+    const CONFIG: &str = r#"
+http_default_host = "default.test"
+modules_enabled = { "http_files" }
+http_files_dir = "{dir}"
+VirtualHost "a.test"
+VirtualHost "default.test"
+    http_paths = { files = "/static/$host" }
+"#;
+
+    const CASES: &[(&str, &str)] = &[
+        (
+            "bare base path redirects, query kept",
+            "GET /files?x=1 HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+        ),
+        ("mounted directory", "GET /files/ HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"),
+        ("nothing mounted there", "GET /nothing HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"),
+        ("root page", "GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"),
+        ("path above the root", "GET /../x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"),
+        (
+            "unknown host goes to the default host",
+            "GET /static/default.test/ HTTP/1.1\r\nHost: nowhere.test\r\nConnection: close\r\n\r\n",
+        ),
+        ("$host in http_paths", "GET /static/default.test HTTP/1.1\r\nHost: default.test\r\nConnection: close\r\n\r\n"),
+        ("no Host goes to the default host", "GET /static/default.test/ HTTP/1.0\r\n\r\n"),
+        (
+            "the default host's own paths only",
+            "GET /files/ HTTP/1.1\r\nHost: nowhere.test\r\nConnection: close\r\n\r\n",
+        ),
+        ("absolute-form target", "GET http://a.test/files/ HTTP/1.1\r\nHost: x.test\r\nConnection: close\r\n\r\n"),
+    ];
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn routing_matches_real_prosody() {
+        let files = tempfile::tempdir().unwrap();
+        std::fs::write(files.path().join("index.html"), "hello").unwrap();
+        let config = CONFIG.replace("{dir}", &files.path().display().to_string());
+        let prosody = ProsodyServer::start(&config).await;
+        let canto = TestServer::start_with(&config, &[("http_files", canto_guests::HTTP_WHOAMI)]).await;
+        for (name, request) in CASES {
+            let (prosody_status, prosody_headers) = raw_status(prosody.addr, request).await;
+            let (canto_status, canto_headers) = raw_status(canto.addr, request).await;
+            assert_eq!(canto_status, prosody_status, "{name}: status differs from Prosody's");
+            let location =
+                |headers: &[(String, String)]| headers.iter().find(|(k, _)| k == "location").map(|(_, v)| v.clone());
+            assert_eq!(location(&canto_headers), location(&prosody_headers), "{name}: Location differs");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unknown_and_missing_hosts_without_a_default_match_real_prosody() {
+        let config = "modules_enabled = { \"http_files\" }\nhttp_files_dir = \"/tmp\"\nVirtualHost \"a.test\"\n";
+        let prosody = ProsodyServer::start(config).await;
+        let canto = TestServer::start_with(config, &[("http_files", canto_guests::HTTP_WHOAMI)]).await;
+        for request in
+            ["GET /files/ HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n", "GET /files/ HTTP/1.0\r\n\r\n"]
+        {
+            let (expected, _) = raw_status(prosody.addr, request).await;
+            let (actual, _) = raw_status(canto.addr, request).await;
+            assert_eq!(actual, expected, "{request:?}");
+        }
     }
 }

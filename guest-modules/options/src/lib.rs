@@ -1,5 +1,5 @@
-//! `http_options`: declares metadata (a default path of `/opts` and one
-//! config option, `greeting`) and answers with the options it can see:
+//! `http_options`: declares metadata (a default path of `/opts` that it
+//! serves without a trailing slash, and one config option, `greeting`) and answers with the options it can see:
 //! `greeting` as declared, and `secret`, which it did not declare and so
 //! must read as unset.
 use canto_sdk::{IncomingRequest, ResponseOutparam, context};
@@ -30,7 +30,12 @@ impl canto_sdk::Handler for Options {
 
 impl Guest for Options {
     fn describe() -> ModuleInfo {
-        ModuleInfo { default_path: Some("/opts".into()), cors: None, options: vec!["greeting".into()] }
+        ModuleInfo {
+            default_path: Some("/opts".into()),
+            cors: None,
+            options: vec!["greeting".into()],
+            serve_bare_path: true,
+        }
     }
 }
 

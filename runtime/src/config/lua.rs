@@ -108,13 +108,21 @@ enum Scope {
 
 impl Reader<'_> {
     fn chunk(&mut self, file: Arc<Path>, text: &str) -> Result<(), ConfigError> {
-        let ast = full_moon::parse(text).map_err(|errors| {
-            let first = &errors[0];
-            let (start, _) = first.range();
-            ConfigError::Invalid {
-                at: Location::new(&file, start.line(), start.character()),
-                message: format!("syntax error: {}", first.error_message()),
+        // full_moon 3.0 panics on a few inputs (a stray backtick reaches an
+        // `unreachable!`); a config must get an error, never a crash.
+        let parsed = std::panic::catch_unwind(|| full_moon::parse(text)).map_err(|_| ConfigError::Invalid {
+            at: Location::new(&file, 1, 1),
+            message: "syntax error: the Lua parser gave up on this file (is there a stray ` character?)".into(),
+        })?;
+        let ast = parsed.map_err(|errors| match errors.first() {
+            Some(first) => {
+                let (start, _) = first.range();
+                ConfigError::Invalid {
+                    at: Location::new(&file, start.line(), start.character()),
+                    message: format!("syntax error: {}", first.error_message()),
+                }
             }
+            None => ConfigError::Invalid { at: Location::new(&file, 1, 1), message: "syntax error".into() },
         })?;
         // Each file starts in global scope, as Prosody parses includes with a
         // fresh environment.

@@ -6,13 +6,17 @@
 //! point at the source. A Prosody config carries many XMPP options canto
 //! does not use; those are accepted quietly.
 
+mod known;
 mod lua;
 mod source;
+mod typed;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use typed::{ServiceDefaults, boolean, listeners, positive_integer, spanned_string_list, string, string_list};
 
 pub use lua::{HostSection, Options, RawConfig, SectionKind};
 pub use source::{Location, Spanned, Table, TableKey, Value};
@@ -45,6 +49,15 @@ VirtualHost "localhost"
     modules_enabled = { "http_hello", "http_whoami", "http_echo" }
 "#;
 
+/// Where the `http` service listens by default: loopback only (Prosody's
+/// http service is private).
+const LOCAL_INTERFACES: [IpAddr; 2] = [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)];
+/// Where the `https` service listens by default: `{ "*", "::" }`.
+const ALL_INTERFACES: [IpAddr; 2] = [IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V6(Ipv6Addr::UNSPECIFIED)];
+
+/// Default request body limit (`http_max_content_size`), 10 MiB.
+pub const DEFAULT_MAX_CONTENT_SIZE: u64 = 10 * 1024 * 1024;
+
 /// Default per-instance memory cap for a module.
 pub const DEFAULT_MEMORY_LIMIT: u64 = 64 << 20;
 /// Default wall-clock budget for one request inside a module.
@@ -59,13 +72,38 @@ pub struct Config {
     pub origin: String,
     /// Addresses the `http` service listens on (`http_ports` × `http_interfaces`).
     pub http_listeners: Vec<SocketAddr>,
+    /// Addresses the `https` service listens on (`https_ports` × `https_interfaces`).
+    pub https_listeners: Vec<SocketAddr>,
+    /// Server-wide CORS settings (`access_control_*`).
+    pub cors: CorsSettings,
+    /// `trusted_proxies`: peers whose forwarding headers are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `http_max_content_size`: the largest request body accepted, in bytes.
+    pub max_content_size: u64,
     /// Directories searched for `mod_<name>.wasm`, in order.
     pub plugin_paths: Vec<PathBuf>,
     /// HTTP hosts: every VirtualHost, and every Component that serves HTTP.
     pub hosts: Vec<HostConfig>,
     pub limits: ModuleLimits,
+    /// `http_default_host`: where requests for unknown hosts go.
+    pub default_host: Option<(String, Location)>,
+    /// `http_errors_detailed`: put the internal cause of a 500 on the page.
+    pub errors_detailed: bool,
     /// Non-fatal findings to log at startup.
     pub warnings: Vec<String>,
+}
+
+/// The five documented `access_control_*` options and
+/// `http_default_cors_enabled`, with Prosody's defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CorsSettings {
+    pub enabled: bool,
+    pub methods: Vec<String>,
+    pub headers: Vec<String>,
+    /// `["*"]` means any origin.
+    pub origins: Vec<String>,
+    pub credentials: bool,
+    pub max_age: u64,
 }
 
 /// Bounds every module instance runs under.
@@ -89,8 +127,53 @@ pub struct HostConfig {
     pub kind: SectionKind,
     /// Modules enabled on this host that canto can serve, in config order.
     pub modules: Vec<EnabledModule>,
+    /// `http_external_url`: how clients reach this host from outside.
+    pub external_url: Option<ExternalUrl>,
     /// Option lookup for this host: its own value, else the global one.
     pub options: HostOptions,
+}
+
+/// `http_external_url = "https://proxy.example:8443/xmpp/"`, taken apart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExternalUrl {
+    pub scheme: String,
+    pub host: String,
+    pub port: Option<u16>,
+    /// Always starts and ends with `/`.
+    pub path: String,
+}
+
+impl ExternalUrl {
+    fn parse(value: &Spanned) -> Result<Self, ConfigError> {
+        let text = string(value, "http_external_url")?;
+        let bad = |why: &str| ConfigError::Invalid {
+            at: value.at.clone(),
+            message: format!("http_external_url: {text:?} {why}"),
+        };
+        let uri: http::Uri = text.parse().map_err(|_| bad("is not a URL"))?;
+        let scheme = match uri.scheme_str() {
+            Some(scheme @ ("http" | "https")) => scheme.to_string(),
+            _ => return Err(bad("must start with http:// or https://")),
+        };
+        let authority = uri.authority().ok_or_else(|| bad("has no host"))?;
+        let mut path = uri.path().to_string();
+        if !path.ends_with('/') {
+            path.push('/');
+        }
+        Ok(Self { scheme, host: authority.host().to_string(), port: authority.port_u16(), path })
+    }
+
+    /// The URL of `base_path` under this one, ending with `/`.
+    pub fn join(&self, base_path: &str) -> String {
+        let default_port = if self.scheme == "https" { 443 } else { 80 };
+        let port = match self.port {
+            Some(port) if port != default_port => format!(":{port}"),
+            _ => String::new(),
+        };
+        let base = base_path.trim_start_matches('/');
+        let base = if base.is_empty() { String::new() } else { format!("{base}/") };
+        format!("{}://{}{port}{}{base}", self.scheme, self.host, self.path)
+    }
 }
 
 /// A module named in `modules_enabled` (or as a Component's module).
@@ -162,7 +245,11 @@ impl Config {
             }
             None => Vec::new(),
         };
-        let http_listeners = listeners(&global)?;
+        // The http service is private in Prosody: it falls back on
+        // `local_interfaces`, the https one on `interfaces`.
+        let http_defaults =
+            ServiceDefaults { port: 5280, interfaces_option: "local_interfaces", interfaces: &LOCAL_INTERFACES };
+        let http_listeners = listeners(&global, "http", http_defaults)?;
         let limits = ModuleLimits {
             memory_bytes: positive_integer(global.get("http_module_memory_limit"), "http_module_memory_limit")?
                 .unwrap_or(DEFAULT_MEMORY_LIMIT),
@@ -170,18 +257,16 @@ impl Config {
                 positive_integer(global.get("http_module_timeout"), "http_module_timeout")?
                     .unwrap_or(DEFAULT_MODULE_TIMEOUT_SECS),
             ),
-            pool_size: positive_integer(global.get("http_module_pool_size"), "http_module_pool_size")?.map_or(
-                Ok(DEFAULT_POOL_SIZE),
-                |n| {
-                    u32::try_from(n)
-                        .map_err(|_| invalid(global.get("http_module_pool_size"), "http_module_pool_size is too large"))
-                },
-            )?,
+            pool_size: match global.get("http_module_pool_size") {
+                Some(value) => typed::positive_u32(value, "http_module_pool_size")?,
+                None => DEFAULT_POOL_SIZE,
+            },
         };
         let resolver = ModuleResolver { plugin_paths: &plugin_paths, builtins };
 
+        let hosts_raw = raw.hosts;
         let mut hosts = Vec::new();
-        for section in raw.hosts {
+        for section in hosts_raw.iter().cloned() {
             if section.options.get("enabled").is_some_and(|v| v.value == Value::Bool(false)) {
                 continue;
             }
@@ -216,11 +301,105 @@ impl Config {
                 Some(value) => string(value, "http_host")?,
                 None => section.name.clone(),
             };
-            hosts.push(HostConfig { name: section.name, http_host, kind: section.kind, modules, options });
+            let external_url = options.get("http_external_url").map(ExternalUrl::parse).transpose()?;
+            hosts.push(HostConfig {
+                name: section.name,
+                http_host,
+                kind: section.kind,
+                modules,
+                external_url,
+                options,
+            });
         }
 
-        Ok(Config { origin, http_listeners, plugin_paths, hosts, limits, warnings: raw.warnings })
+        let https_defaults =
+            ServiceDefaults { port: 5281, interfaces_option: "interfaces", interfaces: &ALL_INTERFACES };
+        let https_listeners = listeners(&global, "https", https_defaults)?;
+        let cors = cors_settings(&global)?;
+        let trusted_proxies = match global.get("trusted_proxies") {
+            Some(value) => typed::networks(value, "trusted_proxies")?,
+            None => ["127.0.0.1/32", "::1/128"].iter().filter_map(|net| net.parse().ok()).collect(),
+        };
+        let max_content_size = match global.get("http_max_content_size") {
+            Some(value) => typed::non_negative(value, "http_max_content_size")?,
+            None => DEFAULT_MAX_CONTENT_SIZE,
+        };
+        let default_host = match global.get("http_default_host") {
+            Some(value) => Some((string(value, "http_default_host")?, value.at.clone())),
+            None => None,
+        };
+        let errors_detailed = boolean(global.get("http_errors_detailed"), "http_errors_detailed")?.unwrap_or(false);
+        let mut warnings = raw.warnings;
+        warnings.extend(option_warnings(&global, &hosts_raw));
+        Ok(Config {
+            origin,
+            http_listeners,
+            https_listeners,
+            cors,
+            trusted_proxies,
+            max_content_size,
+            plugin_paths,
+            hosts,
+            limits,
+            default_host,
+            errors_detailed,
+            warnings,
+        })
     }
+}
+
+fn cors_settings(global: &Options) -> Result<CorsSettings, ConfigError> {
+    let list = |name: &str, default: &[&str]| -> Result<Vec<String>, ConfigError> {
+        match global.get(name) {
+            Some(value) => string_list(value, name),
+            None => Ok(default.iter().map(|s| s.to_string()).collect()),
+        }
+    };
+    Ok(CorsSettings {
+        enabled: boolean(global.get("http_default_cors_enabled"), "http_default_cors_enabled")?.unwrap_or(true),
+        methods: list("access_control_allow_methods", &["GET", "OPTIONS"])?,
+        headers: list("access_control_allow_headers", &["Content-Type"])?,
+        origins: list("access_control_allow_origins", &["*"])?,
+        credentials: boolean(global.get("access_control_allow_credentials"), "access_control_allow_credentials")?
+            .unwrap_or(false),
+        max_age: match global.get("access_control_max_age") {
+            Some(value) => typed::non_negative(value, "access_control_max_age")?,
+            None => 7200,
+        },
+    })
+}
+
+/// Warnings for options in HTTP's namespaces that canto does not know (with
+/// a did-you-mean), and for global-only options set on a host, which have
+/// no effect there (Prosody's wording).
+fn option_warnings(global: &Options, hosts: &[HostSection]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let mut unknown = |name: &str, at: &Location| {
+        if known::is_http_namespace(name) && known::scope_of(name).is_none() {
+            let hint = known::did_you_mean(name).map(|k| format!(" (did you mean '{k}'?)")).unwrap_or_default();
+            warnings.push(format!("{at}: unknown option '{name}'{hint}"));
+        }
+    };
+    for (name, value) in global.iter() {
+        unknown(name, &value.at);
+    }
+    for host in hosts {
+        for (name, value) in host.options.iter() {
+            unknown(name, &value.at);
+        }
+    }
+    for host in hosts {
+        for (name, value) in host.options.iter() {
+            let global_only = known::scope_of(name) == Some(known::Scope::Global);
+            if global_only || name.ends_with("_ports") || name.ends_with("_interface") {
+                warnings.push(format!(
+                    "{}: {}: Option '{name}' has no effect for virtual hosts - put it in the server-wide section instead",
+                    value.at, host.name
+                ));
+            }
+        }
+    }
+    warnings
 }
 
 /// `modules_enabled`/`modules_disabled` combined as Prosody does (spec §1.5):
@@ -282,94 +461,6 @@ impl ModuleResolver<'_> {
     }
 }
 
-fn listeners(global: &Options) -> Result<Vec<SocketAddr>, ConfigError> {
-    let ports = match global.get("http_ports") {
-        Some(value) => port_list(value, "http_ports")?,
-        None => vec![5280],
-    };
-    let interfaces = match global
-        .get("http_interfaces")
-        .or_else(|| global.get("http_interface"))
-        .or_else(|| global.get("local_interfaces"))
-    {
-        Some(value) => spanned_string_list(value, "http_interfaces")?
-            .into_iter()
-            .map(|(text, at)| {
-                interface_address(&text).ok_or_else(|| ConfigError::Invalid {
-                    at,
-                    message: format!("http_interfaces: {text:?} is not an IP address or \"*\""),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-        None => vec![IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)],
-    };
-    Ok(interfaces.iter().flat_map(|ip| ports.iter().map(|port| SocketAddr::new(*ip, *port))).collect())
-}
-
-/// `"*"` is every IPv4 address, as in Prosody; `"::"` every IPv6 one.
-fn interface_address(text: &str) -> Option<IpAddr> {
-    match text {
-        "*" => Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-        _ => text.trim_start_matches('[').trim_end_matches(']').parse().ok(),
-    }
-}
-
-fn invalid(value: Option<&Spanned>, message: &str) -> ConfigError {
-    let at = value.map(|v| v.at.clone()).unwrap_or_else(|| Location::new(&Arc::from(Path::new("<config>")), 1, 1));
-    ConfigError::Invalid { at, message: message.to_string() }
-}
-
-fn expected(value: &Spanned, option: &str, what: &str) -> ConfigError {
-    ConfigError::Invalid {
-        at: value.at.clone(),
-        message: format!("{option}: expected {what}, found {}", value.value.kind()),
-    }
-}
-
-fn string(value: &Spanned, option: &str) -> Result<String, ConfigError> {
-    match &value.value {
-        Value::String(s) => Ok(s.clone()),
-        _ => Err(expected(value, option, "a string")),
-    }
-}
-
-/// A list option; a single value counts as a one-item list, as in Prosody.
-fn items(value: &Spanned) -> Vec<&Spanned> {
-    match &value.value {
-        Value::Table(table) => table.array.iter().collect(),
-        _ => vec![value],
-    }
-}
-
-fn spanned_string_list(value: &Spanned, option: &str) -> Result<Vec<(String, Location)>, ConfigError> {
-    items(value).into_iter().map(|item| Ok((string(item, option)?, item.at.clone()))).collect()
-}
-
-fn string_list(value: &Spanned, option: &str) -> Result<Vec<String>, ConfigError> {
-    Ok(spanned_string_list(value, option)?.into_iter().map(|(s, _)| s).collect())
-}
-
-fn port_list(value: &Spanned, option: &str) -> Result<Vec<u16>, ConfigError> {
-    items(value)
-        .into_iter()
-        .map(|item| match &item.value {
-            Value::Integer(port) => u16::try_from(*port).map_err(|_| ConfigError::Invalid {
-                at: item.at.clone(),
-                message: format!("{option}: {port} is not a port number (0-65535)"),
-            }),
-            _ => Err(expected(item, option, "a port number")),
-        })
-        .collect()
-}
-
-fn positive_integer(value: Option<&Spanned>, option: &str) -> Result<Option<u64>, ConfigError> {
-    let Some(value) = value else { return Ok(None) };
-    match &value.value {
-        Value::Integer(n) if *n > 0 => Ok(Some(*n as u64)),
-        _ => Err(expected(value, option, "a positive integer")),
-    }
-}
-
 /// Declared module options as JSON, keyed by name, for one host.
 pub fn module_options(options: &HostOptions, declared: &[String]) -> BTreeMap<String, String> {
     declared
@@ -428,6 +519,17 @@ mod tests {
     fn a_missing_http_module_is_an_error_naming_where_it_was_enabled() {
         let error = config_error("plugin_paths = { \"mods\" }\nVirtualHost \"a\"\nmodules_enabled = { \"http_nope\" }");
         assert!(error.starts_with("/etc/canto/test.cfg.lua:3:21: module 'http_nope' not found: no mod_http_nope.wasm (searched /etc/canto/mods)"), "{error}");
+    }
+
+    #[test]
+    fn external_urls_join_base_paths() {
+        let proxied = config("VirtualHost \"a\"\nhttp_external_url = \"https://proxy.example:8443/xmpp\"\n").unwrap();
+        let url = proxied.hosts[0].external_url.as_ref().unwrap();
+        assert_eq!(url.join("/whoami"), "https://proxy.example:8443/xmpp/whoami/");
+        assert_eq!(url.join("/"), "https://proxy.example:8443/xmpp/");
+        let default_port = config("VirtualHost \"a\"\nhttp_external_url = \"https://example.com:443/\"\n").unwrap();
+        assert_eq!(default_port.hosts[0].external_url.as_ref().unwrap().join("/x"), "https://example.com/x/");
+        assert!(config_error("VirtualHost \"a\"\nhttp_external_url = \"ftp://x/\"").contains("must start with http"));
     }
 
     fn config_error(text: &str) -> String {

@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::config::{Config, HostConfig, ModuleLimits, ModuleSource, Value};
-use crate::routing::{Mount, Site, normalize_base_path};
+use crate::routing::{Mount, normalize_base_path};
 use crate::vhost::HostTable;
 use crate::wasm::{self, LoadedModule, MountIdentity, WasmError};
 
@@ -51,6 +51,8 @@ pub(crate) struct ServerState {
     /// fail when the instance pool is full.
     pub instances: Arc<Semaphore>,
     pub limits: ModuleLimits,
+    /// `http_errors_detailed`: 500 pages carry the internal cause.
+    pub errors_detailed: bool,
 }
 
 /// A started server: modules loaded, listeners bound, not yet serving.
@@ -64,32 +66,7 @@ impl Server {
         for warning in &config.warnings {
             tracing::warn!("Configuration warning: {warning}");
         }
-        let engine = wasm::engine::build(&config.limits).map_err(StartError::Engine)?;
-        let linker = wasm::linker(&engine)?;
-        let mut loaded: HashMap<(String, ModuleSource), Arc<LoadedModule>> = HashMap::new();
-        for host in &config.hosts {
-            for enabled in &host.modules {
-                let key = (enabled.name.clone(), enabled.source.clone());
-                if loaded.contains_key(&key) {
-                    continue;
-                }
-                let bytes = match &enabled.source {
-                    ModuleSource::File(path) => {
-                        tokio::fs::read(path).await.map_err(|source| StartError::ReadModule {
-                            at: enabled.at.clone(),
-                            module: enabled.name.clone(),
-                            path: path.clone(),
-                            source,
-                        })?
-                    }
-                    ModuleSource::Builtin => crate::builtin::bytes(&enabled.name).unwrap_or_default().to_vec(),
-                };
-                let module =
-                    LoadedModule::load(&engine, &linker, &enabled.name, &bytes, config.limits.memory_bytes).await?;
-                tracing::info!(module = enabled.name, source = ?enabled.source, "loaded module");
-                loaded.insert(key, Arc::new(module));
-            }
-        }
+        let loaded = load_modules(config).await?;
 
         let listeners = listener::bind_all(&config.http_listeners).await;
         if listeners.is_empty() && !config.http_listeners.is_empty() {
@@ -101,25 +78,12 @@ impl Server {
             tracing::error!("Not listening on any ports; every module will be unreachable");
         }
 
-        let mut hosts = HostTable::default();
-        let mut http_hosts: HashMap<String, String> = HashMap::new();
-        for host in &config.hosts {
-            let site = Arc::new(site_for(host, &loaded, http_port));
-            let key = host.http_host.to_ascii_lowercase();
-            if let Some(previous) = http_hosts.insert(key.clone(), host.name.clone()) {
-                tracing::warn!(
-                    "hosts '{previous}' and '{}' both use http_host '{key}'; requests for it go to '{}'",
-                    host.name,
-                    host.name
-                );
-            }
-            hosts.insert(&host.http_host, site);
-        }
-
+        let hosts = host_table(config, &loaded, http_port);
         let state = ServerState {
             hosts,
             instances: Arc::new(Semaphore::new(config.limits.pool_size as usize)),
             limits: config.limits.clone(),
+            errors_detailed: config.errors_detailed,
         };
         Ok(Self { listeners, state: Arc::new(state) })
     }
@@ -152,14 +116,149 @@ impl Server {
     }
 }
 
-/// Mounts a host's modules at their base paths.
-fn site_for(
-    host: &HostConfig,
-    loaded: &HashMap<(String, ModuleSource), Arc<LoadedModule>>,
-    http_port: Option<u16>,
-) -> Site {
+type LoadedModules = HashMap<(String, ModuleSource), Arc<LoadedModule>>;
+
+/// Compiles, links and pre-instantiates every module the config enables,
+/// each once however many hosts use it.
+async fn load_modules(config: &Config) -> Result<LoadedModules, StartError> {
+    let engine = wasm::engine::build(&config.limits).map_err(StartError::Engine)?;
+    let linker = wasm::linker(&engine)?;
+    let mut loaded = LoadedModules::new();
+    for host in &config.hosts {
+        for enabled in &host.modules {
+            let key = (enabled.name.clone(), enabled.source.clone());
+            if loaded.contains_key(&key) {
+                continue;
+            }
+            let bytes = match &enabled.source {
+                ModuleSource::File(path) => tokio::fs::read(path).await.map_err(|source| StartError::ReadModule {
+                    at: enabled.at.clone(),
+                    module: enabled.name.clone(),
+                    path: path.clone(),
+                    source,
+                })?,
+                ModuleSource::Builtin => crate::builtin::bytes(&enabled.name).unwrap_or_default().to_vec(),
+            };
+            let module =
+                LoadedModule::load(&engine, &linker, &enabled.name, &bytes, config.limits.memory_bytes).await?;
+            tracing::info!(module = enabled.name, source = ?enabled.source, "loaded module");
+            loaded.insert(key, Arc::new(module));
+        }
+    }
+
+    Ok(loaded)
+}
+
+/// What `canto check config` prints: listeners, hosts, and each module with
+/// where it is served, after loading every module exactly as the server
+/// would (so a broken module fails the check too).
+pub async fn describe(config: &Config) -> Result<String, StartError> {
+    let loaded = load_modules(config).await?;
+    let http_port = config.http_listeners.first().map(|addr| addr.port());
+    let addrs = |list: &[SocketAddr]| {
+        if list.is_empty() {
+            "none".to_string()
+        } else {
+            list.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        }
+    };
+    let mut out = format!(
+        "config: {}
+",
+        config.origin
+    );
+    out += &format!(
+        "http listeners: {}
+",
+        addrs(&config.http_listeners)
+    );
+    out += &format!(
+        "https listeners: {} (not served yet)
+",
+        addrs(&config.https_listeners)
+    );
+    for host in &config.hosts {
+        let kind = match &host.kind {
+            crate::config::SectionKind::VirtualHost => "VirtualHost".to_string(),
+            crate::config::SectionKind::Component { module } => {
+                format!("Component \"{}\"", module.as_deref().unwrap_or(""))
+            }
+        };
+        out += &format!("\n{kind} \"{}\" (http_host {})\n", host.name, host.http_host);
+        let mounts = mounts_for(host, &loaded, http_port);
+        if mounts.is_empty() {
+            out += "  no HTTP modules\n";
+        }
+        for mount in mounts {
+            let source = host.modules.iter().find(|m| *m.name == *mount.module.name).map(|m| match &m.source {
+                ModuleSource::File(path) => path.display().to_string(),
+                ModuleSource::Builtin => "built in".to_string(),
+            });
+            out += &format!("  {:<20} {:<24} {}\n", mount.module.name, mount.base_url, source.unwrap_or_default());
+            if !mount.identity.options.is_empty() {
+                let names: Vec<&str> = mount.identity.options.keys().map(String::as_str).collect();
+                out += &format!("  {:<20} reads options: {}\n", "", names.join(", "));
+            }
+        }
+    }
+    let limits = &config.limits;
+    out += &format!(
+        "\nmodule limits: {} MiB memory per instance, {} s per request, {} instances at once\n",
+        limits.memory_bytes >> 20,
+        limits.timeout.as_secs(),
+        limits.pool_size
+    );
+    Ok(out)
+}
+
+/// Mounts every host's modules under its public name. Hosts sharing an
+/// `http_host` share one namespace, as in Prosody; that is worth a warning
+/// because a clash of paths between them is then silent in Prosody.
+fn host_table(config: &Config, loaded: &LoadedModules, http_port: Option<u16>) -> HostTable {
+    let mut table = HostTable::default();
+    let mut owners: HashMap<String, String> = HashMap::new();
+    for host in &config.hosts {
+        let key = host.http_host.to_ascii_lowercase();
+        if let Some(first) = owners.get(&key) {
+            tracing::warn!(
+                "hosts '{first}' and '{}' both use http_host '{key}'; their modules share that name's paths",
+                host.name
+            );
+        } else {
+            owners.insert(key, host.name.clone());
+        }
+        let site = table.site_mut(&host.http_host);
+        for mount in mounts_for(host, loaded, http_port) {
+            if let Err((holder, refused)) = site.add(mount) {
+                tracing::warn!(
+                    "{} on '{}' and {} on '{}' are both at {}; {} keeps it",
+                    holder.module.name,
+                    holder.host,
+                    refused.module.name,
+                    refused.host,
+                    refused.base_path,
+                    holder.module.name
+                );
+            }
+        }
+    }
+    match &config.default_host {
+        Some((name, _)) if table.set_default(name) => {
+            tracing::info!("HTTP requests to unknown hosts will be handled by {name}");
+        }
+        Some((name, at)) => {
+            tracing::warn!("{at}: http_default_host '{name}' is not the http_host of any host; it has no effect");
+            tracing::info!("HTTP requests to unknown hosts will return 404 Not Found");
+        }
+        None => tracing::info!("HTTP requests to unknown hosts will return 404 Not Found"),
+    }
+    table
+}
+
+/// A host's modules at their base paths.
+fn mounts_for(host: &HostConfig, loaded: &LoadedModules, http_port: Option<u16>) -> Vec<Mount> {
     let host_name: Arc<str> = Arc::from(host.name.as_str());
-    let mut mounts: Vec<Mount> = Vec::new();
+    let mut mounts = Vec::new();
     for enabled in &host.modules {
         let Some(module) = loaded.get(&(enabled.name.clone(), enabled.source.clone())) else { continue };
         let app = enabled.name.strip_prefix("http_").unwrap_or(&enabled.name);
@@ -167,17 +266,10 @@ fn site_for(
             .or_else(|| module.metadata.default_path.clone())
             .unwrap_or_else(|| format!("/{app}"));
         let base_path = normalize_base_path(&path, &host.name);
-        if let Some(other) = mounts.iter().find(|m| *m.base_path == base_path) {
-            tracing::warn!(
-                host = host.name,
-                "modules {} and {} are both mounted at {base_path}; {} wins",
-                other.module.name,
-                enabled.name,
-                other.module.name
-            );
-            continue;
-        }
-        let base_url = external_url(&host.http_host, http_port, &base_path);
+        let base_url = match &host.external_url {
+            Some(external) => external.join(&base_path),
+            None => listener_url(&host.http_host, http_port, &base_path),
+        };
         tracing::info!(host = host.name, module = enabled.name, "Serving '{app}' at {base_url}");
         let identity = MountIdentity {
             module: module.name.clone(),
@@ -185,13 +277,15 @@ fn site_for(
             options: crate::config::module_options(&host.options, &module.metadata.options),
         };
         mounts.push(Mount {
+            host: host_name.clone(),
             base_path: base_path.into(),
             base_url: base_url.into(),
+            serve_bare_path: module.metadata.serve_bare_path,
             module: Arc::clone(module),
             identity: Arc::new(identity),
         });
     }
-    Site::new(host_name, mounts)
+    mounts
 }
 
 /// `http_paths[app]`: the host's table first, then the global one.
@@ -206,7 +300,8 @@ fn configured_path(host: &HostConfig, app: &str) -> Option<String> {
     lookup(host.options.get("http_paths")).or_else(|| lookup(host.options.get_global("http_paths")))
 }
 
-fn external_url(http_host: &str, port: Option<u16>, base_path: &str) -> String {
+/// The URL of a base path as the listeners serve it (spec §3e).
+fn listener_url(http_host: &str, port: Option<u16>, base_path: &str) -> String {
     let port = match port {
         Some(80) | None => String::new(),
         Some(port) => format!(":{port}"),

@@ -9,7 +9,8 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::ServerState;
-use crate::error_page::error_page;
+use crate::error_page::{error_page, redirect, running_page};
+use crate::routing::{Route, request_path};
 use crate::vhost::HostLookup;
 use crate::wasm::{Invocation, ModuleBody, RequestFacts, WasmError};
 
@@ -24,17 +25,23 @@ pub struct ConnectionInfo {
 enum Refusal {
     MissingHost,
     UnknownHost(String),
+    InvalidPath,
     NotMounted,
     Module(WasmError),
 }
 
 impl Refusal {
-    fn response(&self) -> Response<ModuleBody> {
+    fn response(&self, detailed: bool) -> Response<ModuleBody> {
         match self {
             Refusal::MissingHost => error_page(StatusCode::BAD_REQUEST, Some("Missing or invalid 'Host' header")),
             Refusal::UnknownHost(host) => error_page(StatusCode::NOT_FOUND, Some(&format!("Unknown host: {host}"))),
+            Refusal::InvalidPath => error_page(StatusCode::BAD_REQUEST, Some("Invalid path")),
             Refusal::NotMounted => error_page(StatusCode::NOT_FOUND, None),
-            // The cause is logged, never sent: it may carry guest internals.
+            // The cause is logged; only an operator who asked for
+            // http_errors_detailed sees it on the page.
+            Refusal::Module(error) if detailed => {
+                error_page(StatusCode::INTERNAL_SERVER_ERROR, Some(&error.to_string()))
+            }
             Refusal::Module(_) => error_page(StatusCode::INTERNAL_SERVER_ERROR, None),
         }
     }
@@ -67,7 +74,7 @@ pub async fn handle(
                     "module failed, answered 500: {error}"
                 );
             }
-            refusal.response()
+            refusal.response(state.errors_detailed)
         }
     };
 
@@ -86,7 +93,7 @@ pub async fn handle(
 async fn dispatch(
     state: &ServerState,
     connection: &ConnectionInfo,
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
     reached: &mut Reached,
 ) -> Result<Response<ModuleBody>, Refusal> {
     let site = match state.hosts.lookup(&request) {
@@ -94,13 +101,33 @@ async fn dispatch(
         HostLookup::Unknown(host) => return Err(Refusal::UnknownHost(host)),
         HostLookup::Missing => return Err(Refusal::MissingHost),
     };
-    reached.host = Some(site.name.clone());
 
-    let mount = site.route(request.uri().path()).ok_or(Refusal::NotMounted)?;
+    let path = request_path(request.uri().path()).map_err(|_| Refusal::InvalidPath)?;
+    let mount = match site.route(&path) {
+        Route::Module(mount) => mount,
+        Route::AddSlash(mount) => {
+            reached.host = Some(mount.host.clone());
+            let location = match request.uri().query() {
+                Some(query) => format!("{path}/?{query}"),
+                None => format!("{path}/"),
+            };
+            return Ok(redirect(&location));
+        }
+        Route::Root => return Ok(running_page()),
+        Route::NotFound => return Err(Refusal::NotMounted),
+    };
+    reached.host = Some(mount.host.clone());
     reached.module = Some(mount.module.name.clone());
+    if request.uri().authority().is_none() && !request.headers().contains_key(http::header::HOST) {
+        // Reached through http_default_host with no Host at all: modules
+        // (and wasi:http) see the host that answered.
+        if let Ok(host) = http::HeaderValue::from_str(&site.name) {
+            request.headers_mut().insert(http::header::HOST, host);
+        }
+    }
 
     let facts = RequestFacts {
-        host: site.name.clone(),
+        host: mount.host.clone(),
         base_path: mount.base_path.clone(),
         base_url: mount.base_url.clone(),
         client_ip: connection.peer.ip(),

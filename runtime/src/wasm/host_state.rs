@@ -115,13 +115,12 @@ impl context::Host for InstanceState {
 
 impl log::Host for InstanceState {
     fn log(&mut self, level: log::Level, message: String) {
-        let module = &*self.mount.module;
-        let host = &*self.mount.host;
+        let (module, host) = (&self.mount.module, &self.mount.host);
         match level {
-            log::Level::Debug => tracing::debug!(target: "canto::module", module, host, "{message}"),
-            log::Level::Info => tracing::info!(target: "canto::module", module, host, "{message}"),
-            log::Level::Warn => tracing::warn!(target: "canto::module", module, host, "{message}"),
-            log::Level::Error => tracing::error!(target: "canto::module", module, host, "{message}"),
+            log::Level::Debug => tracing::debug!(target: "canto::module", %module, %host, "{message}"),
+            log::Level::Info => tracing::info!(target: "canto::module", %module, %host, "{message}"),
+            log::Level::Warn => tracing::warn!(target: "canto::module", %module, %host, "{message}"),
+            log::Level::Error => tracing::error!(target: "canto::module", %module, %host, "{message}"),
         }
     }
 }
@@ -158,7 +157,13 @@ impl LineLogger {
     fn emit(&self, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches(['\r', '\n']);
-        tracing::info!(target: "canto::module", module = &*self.mount.module, host = &*self.mount.host, stream = self.stream, "{text}");
+        tracing::info!(
+            target: "canto::module",
+            module = %self.mount.module,
+            host = %self.mount.host,
+            stream = self.stream,
+            "{text}"
+        );
     }
 }
 

@@ -19,6 +19,8 @@ pub struct ModuleMetadata {
     pub cors: Option<CorsDefaults>,
     /// Config options it reads through `context.config-option`.
     pub options: Vec<String>,
+    /// Whether `/base` reaches it instead of redirecting to `/base/`.
+    pub serve_bare_path: bool,
 }
 
 /// CORS defaults a module asks for.
@@ -107,5 +109,6 @@ async fn read_metadata(
         default_path: info.default_path,
         cors: info.cors.map(|c| CorsDefaults { methods: c.methods, headers: c.headers, credentials: c.credentials }),
         options: info.options,
+        serve_bare_path: info.serve_bare_path,
     })
 }
