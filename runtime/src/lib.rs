@@ -9,6 +9,8 @@
 //! - [`server`]: binds listeners, accepts connections, graceful shutdown,
 //!   and the request pipeline (host → route → module → response).
 //! - [`vhost`]: which configured host a request is for.
+//! - [`proxy`]: trusted reverse proxies: the real client IP and scheme.
+//! - [`cors`]: CORS headers and preflight answers.
 //! - [`routing`]: which module on a host serves a path.
 //! - [`wasm`]: the wasm host: engine, module loading, per-request sandboxes.
 //! - [`error_page`]: every response the server itself decides.
@@ -18,7 +20,9 @@
 
 pub mod builtin;
 pub mod config;
+pub mod cors;
 pub mod error_page;
+pub mod proxy;
 pub mod routing;
 pub mod server;
 pub mod telemetry;

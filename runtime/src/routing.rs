@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use crate::cors::CorsPolicy;
 use crate::wasm::{LoadedModule, MountIdentity};
 
 /// Everything served under one public host name (an `http_host`). Several
@@ -30,6 +31,8 @@ pub struct Mount {
     pub base_url: Arc<str>,
     /// Whether `/base` reaches the module rather than redirecting to `/base/`.
     pub serve_bare_path: bool,
+    /// The app's CORS answer; `None` when CORS is off for it.
+    pub cors: Option<Arc<CorsPolicy>>,
     pub module: Arc<LoadedModule>,
     pub identity: Arc<MountIdentity>,
 }

@@ -1,6 +1,8 @@
 //! The `canto` binary itself: `check config`, exit codes, and shutdown on
 //! SIGTERM. Everything else is tested in-process by the `tests/` crate.
 
+#![expect(clippy::unwrap_used, reason = "test set-up unwraps; a failure is a test failure")]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

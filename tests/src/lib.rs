@@ -263,3 +263,145 @@ pub async fn raw_status(addr: SocketAddr, request: &str) -> (u16, Vec<(String, S
         .collect();
     (status, headers)
 }
+
+/// nginx (Debian's package) on a free loopback port, proxying to a canto
+/// server exactly as the seed document's example does, over plain http and
+/// over https with a throwaway self-signed certificate. Stopped on drop.
+pub struct NginxProxy {
+    pub http: SocketAddr,
+    pub https: SocketAddr,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl NginxProxy {
+    pub async fn start(upstream: SocketAddr, host_header: &str) -> NginxProxy {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().display().to_string();
+        let free_port =
+            || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let (http_port, https_port) = (free_port(), free_port());
+        let made_cert = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+            .args(["-keyout", &format!("{root}/key.pem"), "-out", &format!("{root}/cert.pem")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("run openssl");
+        assert!(made_cert.success(), "openssl could not make a certificate");
+        let config = format!(
+            r#"user root;
+daemon off;
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}/body; proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi; uwsgi_temp_path {root}/uwsgi; scgi_temp_path {root}/scgi;
+    server {{
+        listen 127.0.0.1:{http_port};
+        listen 127.0.0.1:{https_port} ssl;
+        ssl_certificate {root}/cert.pem;
+        ssl_certificate_key {root}/key.pem;
+        location / {{
+            proxy_pass  http://{upstream};
+            proxy_set_header Host "{host_header}";
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_buffering off;
+            tcp_nodelay on;
+        }}
+    }}
+}}
+"#
+        );
+        let path = dir.path().join("nginx.conf");
+        std::fs::write(&path, config).expect("write nginx config");
+        let mut child = std::process::Command::new("nginx")
+            .arg("-c")
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run nginx (Debian's nginx package; scripts/test installs it)");
+        let http: SocketAddr = ([127, 0, 0, 1], http_port).into();
+        let https: SocketAddr = ([127, 0, 0, 1], https_port).into();
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(https).await.is_ok() {
+                return NginxProxy { http, https, child, _dir: dir };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
+        panic!("nginx did not start:\n{log}");
+    }
+}
+
+impl Drop for NginxProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Fetches `url` with curl from the loopback address `from` (so the proxy
+/// sees a client other than itself) and parses the JSON answer.
+pub fn curl_json(from: &str, url: &str) -> serde_json::Value {
+    let output = std::process::Command::new("curl")
+        .args(["-sk", "--max-time", "20", "--interface", from, url])
+        .output()
+        .expect("run curl");
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{url} answered {:?}: {e}", String::from_utf8_lossy(&output.stdout)))
+}
+
+/// Serves `html` for every request on a fresh loopback port: the origin a
+/// browser test's page comes from. Runs until the test's runtime ends.
+pub async fn serve_page(html: String) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind page server");
+    let addr = listener.local_addr().expect("page server address");
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{html}",
+        html.len()
+    );
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let response = response.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Loads `url` in headless Chromium (Debian's package; scripts/test
+/// installs it), lets its scripts run, and returns the resulting DOM.
+pub fn chromium_dom(url: &str) -> String {
+    let profile = tempfile::tempdir().expect("browser profile dir");
+    let output = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .output()
+        .expect("run chromium");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}

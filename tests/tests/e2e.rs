@@ -857,3 +857,219 @@ VirtualHost "default.test"
         }
     }
 }
+
+/// Trusted reverse proxies: X-Forwarded-For / X-Forwarded-Proto.
+mod proxies {
+    use super::*;
+    use canto_tests::{NginxProxy, curl_json};
+
+    async fn whoami_with(server: &TestServer, headers: &[(&str, &str)]) -> serde_json::Value {
+        let mut request = server.client(&["p.test"]).get(server.url("p.test", "/whoami/"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.unwrap().json().await.unwrap()
+    }
+
+    const WHOAMI: &str = "VirtualHost \"p.test\"\nmodules_enabled = { \"http_whoami\" }\n";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_trusted_peer_forwards_the_client_and_scheme() {
+        // 127.0.0.1 is trusted by default.
+        let server = TestServer::start(WHOAMI).await;
+        let who = whoami_with(&server, &[("x-forwarded-for", "203.0.113.9"), ("x-forwarded-proto", "https")]).await;
+        assert_eq!((who["ip"].as_str(), who["secure"].as_bool()), (Some("203.0.113.9"), Some(true)));
+        let who = whoami_with(&server, &[("x-forwarded-for", "unknown, 203.0.113.9, garbage")]).await;
+        assert_eq!(who["ip"], "203.0.113.9", "garbage tokens are skipped");
+        assert_eq!(who["secure"], false);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn chains_of_trusted_proxies_yield_the_rightmost_untrusted_address() {
+        let server = TestServer::start(&format!(
+            "trusted_proxies = {{ \"127.0.0.1\", \"10.0.0.0/8\", \"2001:db8::/32\" }}\n{WHOAMI}"
+        ))
+        .await;
+        let who =
+            whoami_with(&server, &[("x-forwarded-for", "198.51.100.1, 203.0.113.9, 10.0.0.2, 2001:db8::5")]).await;
+        assert_eq!(who["ip"], "203.0.113.9");
+        let who = whoami_with(&server, &[("x-forwarded-for", "10.1.1.1")]).await;
+        assert_eq!(who["ip"], "127.0.0.1", "all trusted: the peer stays");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_untrusted_peer_cannot_spoof() {
+        let server = TestServer::start(&format!("trusted_proxies = {{ \"10.0.0.0/8\" }}\n{WHOAMI}")).await;
+        let who = whoami_with(&server, &[("x-forwarded-for", "203.0.113.9"), ("x-forwarded-proto", "https")]).await;
+        assert_eq!((who["ip"].as_str(), who["secure"].as_bool()), (Some("127.0.0.1"), Some(false)));
+    }
+
+    /// The seed document's nginx example in front of canto: whoami sees the
+    /// original client (curl from 127.0.0.2) and the scheme it used.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn behind_real_nginx_whoami_reports_the_original_client() {
+        let server = TestServer::start("VirtualHost \"example.com\"\nmodules_enabled = { \"http_whoami\" }\n").await;
+        let nginx = NginxProxy::start(server.addr, "example.com").await;
+        let (http, https) = (nginx.http, nginx.https);
+        let plain = tokio::task::spawn_blocking(move || curl_json("127.0.0.2", &format!("http://{http}/whoami/")));
+        let who = plain.await.unwrap();
+        assert_eq!(
+            (who["host"].as_str(), who["ip"].as_str(), who["secure"].as_bool()),
+            (Some("example.com"), Some("127.0.0.2"), Some(false))
+        );
+        let tls = tokio::task::spawn_blocking(move || curl_json("127.0.0.2", &format!("https://{https}/whoami/")));
+        let who = tls.await.unwrap();
+        assert_eq!((who["ip"].as_str(), who["secure"].as_bool()), (Some("127.0.0.2"), Some(true)));
+    }
+}
+
+/// CORS over real connections (the browser test is in `browser`).
+mod cors {
+    use super::*;
+
+    fn header(response: &reqwest::Response, name: &str) -> Option<String> {
+        response.headers().get(name).map(|v| v.to_str().unwrap().to_string())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn module_responses_carry_cors_headers_by_default() {
+        let server = TestServer::start(DEMO).await;
+        let client = server.client(&["localhost"]);
+        let response =
+            client.get(server.url("localhost", "/hello/")).header("origin", "https://a.example").send().await.unwrap();
+        assert_eq!(header(&response, "access-control-allow-origin").as_deref(), Some("*"));
+        assert_eq!(header(&response, "access-control-allow-methods").as_deref(), Some("GET, OPTIONS"));
+        assert_eq!(header(&response, "access-control-allow-headers").as_deref(), Some("Content-Type"));
+        assert_eq!(header(&response, "access-control-max-age").as_deref(), Some("7200"));
+        // Not on the server's own answers.
+        let response =
+            client.get(server.url("localhost", "/missing")).header("origin", "https://a.example").send().await.unwrap();
+        assert_eq!(header(&response, "access-control-allow-origin"), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn preflight_is_answered_without_the_module_and_origins_are_enforced() {
+        let server = TestServer::start(
+            r#"
+            access_control_allow_origins = { "https://good.example" }
+            access_control_allow_methods = { "GET", "PUT", "OPTIONS" }
+            http_cors_override = { trap = { headers = { ["X-Custom"] = true } } }
+            VirtualHost "c.test"
+                modules_enabled = { "http_trap", "http_hello" }
+            "#,
+        )
+        .await;
+        let client = server.client(&["c.test"]);
+        let preflight = |origin: &'static str| {
+            client
+                .request(reqwest::Method::OPTIONS, server.url("c.test", "/trap/panic"))
+                .header("origin", origin)
+                .header("access-control-request-method", "PUT")
+                .header("access-control-request-headers", "x-custom")
+                .send()
+        };
+        // The module would trap; a preflight never reaches it.
+        let response = preflight("https://good.example").await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(header(&response, "access-control-allow-origin").as_deref(), Some("https://good.example"));
+        assert_eq!(header(&response, "access-control-allow-methods").as_deref(), Some("GET, PUT, OPTIONS"));
+        assert_eq!(header(&response, "access-control-allow-headers").as_deref(), Some("Content-Type, X-Custom"));
+        assert_eq!(header(&response, "vary").as_deref(), Some("Origin"));
+        let response = preflight("https://evil.example").await.unwrap();
+        assert_eq!(header(&response, "access-control-allow-origin"), None);
+        assert_eq!(header(&response, "vary").as_deref(), Some("Origin"));
+        // A plain OPTIONS (no preflight headers) reaches the module.
+        let response = client.request(reqwest::Method::OPTIONS, server.url("c.test", "/hello/")).send().await.unwrap();
+        assert_eq!(response.text().await.unwrap(), "hello from c.test\n");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cors_can_be_turned_off_per_module_or_everywhere() {
+        let server = TestServer::start(
+            "http_cors_override = { hello = { enabled = false } }\nVirtualHost \"c.test\"\nmodules_enabled = { \"http_hello\", \"http_whoami\" }\n",
+        )
+        .await;
+        let client = server.client(&["c.test"]);
+        let hello =
+            client.get(server.url("c.test", "/hello/")).header("origin", "https://a.example").send().await.unwrap();
+        assert_eq!(header(&hello, "access-control-allow-origin"), None);
+        let who =
+            client.get(server.url("c.test", "/whoami/")).header("origin", "https://a.example").send().await.unwrap();
+        assert_eq!(header(&who, "access-control-allow-origin").as_deref(), Some("*"));
+        let off = TestServer::start(
+            "http_default_cors_enabled = false\nVirtualHost \"c.test\"\nmodules_enabled = { \"http_hello\" }\n",
+        )
+        .await;
+        let response = off
+            .client(&["c.test"])
+            .get(off.url("c.test", "/hello/"))
+            .header("origin", "https://a.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(header(&response, "access-control-allow-origin"), None);
+    }
+}
+
+/// CORS as a real browser enforces it: headless Chromium runs fetch() from
+/// a page on another origin against canto.
+mod browser {
+    use super::*;
+    use canto_tests::{chromium_dom, serve_page};
+
+    /// Three cross-origin fetches to the canto port named in the page's
+    /// query string; the results are written into #out.
+    const PAGE: &str = r#"<!DOCTYPE html><html><body><pre id="out">pending</pre><script>
+const canto = "http://localhost:" + new URLSearchParams(location.search).get("canto");
+async function attempt(name, path, options) {
+  try {
+    const response = await fetch(canto + path, options);
+    return name + "=" + response.status;
+  } catch (e) {
+    return name + "=blocked";
+  }
+}
+(async () => {
+  const preflighted = { method: "PUT", headers: { "X-Custom": "1" }, body: "x" };
+  const results = [
+    await attempt("get", "/whoami/", {}),
+    await attempt("put", "/echo/", preflighted),
+    await attempt("put-not-allowed", "/whoami/", preflighted),
+  ];
+  document.getElementById("out").textContent = results.join(" ");
+})();
+</script></body></html>"#;
+
+    fn results(dom: &str) -> String {
+        let start = dom.find("<pre id=\"out\">").map(|i| i + "<pre id=\"out\">".len()).unwrap_or(0);
+        let end = dom[start..].find("</pre>").map(|i| start + i).unwrap_or(dom.len());
+        dom[start..end].to_string()
+    }
+
+    async fn run_page(page: std::net::SocketAddr, canto_port: u16) -> String {
+        let url = format!("http://{page}/?canto={canto_port}");
+        let dom = tokio::task::spawn_blocking(move || chromium_dom(&url)).await.unwrap();
+        results(&dom)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn allowed_origins_succeed_and_others_are_blocked_by_the_browser() {
+        let allowed = serve_page(PAGE.to_string()).await;
+        let other = serve_page(PAGE.to_string()).await;
+        let server = TestServer::start(&format!(
+            r#"
+            access_control_allow_origins = {{ "http://{allowed}" }}
+            access_control_allow_methods = {{ "GET", "PUT", "OPTIONS" }}
+            access_control_allow_headers = {{ "Content-Type", "X-Custom" }}
+            -- whoami may be read cross-origin but not PUT to.
+            http_cors_override = {{ whoami = {{ methods = {{ PUT = false }} }} }}
+            VirtualHost "localhost"
+                modules_enabled = {{ "http_whoami", "http_echo" }}
+            "#
+        ))
+        .await;
+        let port = server.addr.port();
+        assert_eq!(run_page(allowed, port).await, "get=200 put=200 put-not-allowed=blocked");
+        assert_eq!(run_page(other, port).await, "get=blocked put=blocked put-not-allowed=blocked");
+    }
+}

@@ -104,6 +104,19 @@ pub struct CorsSettings {
     pub origins: Vec<String>,
     pub credentials: bool,
     pub max_age: u64,
+    /// `http_cors_override`, by app name (module name without `http_`).
+    pub overrides: BTreeMap<String, CorsOverride>,
+}
+
+/// One app's entry in `http_cors_override`. Lists add names; a map of
+/// name to `true`/`false` adds or removes them, as Prosody's headers map.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CorsOverride {
+    pub enabled: Option<bool>,
+    pub credentials: Option<bool>,
+    pub methods: Vec<(String, bool)>,
+    pub headers: Vec<(String, bool)>,
+    pub origins: Option<Vec<String>>,
 }
 
 /// Bounds every module instance runs under.
@@ -366,7 +379,43 @@ fn cors_settings(global: &Options) -> Result<CorsSettings, ConfigError> {
             Some(value) => typed::non_negative(value, "access_control_max_age")?,
             None => 7200,
         },
+        overrides: match global.get("http_cors_override") {
+            Some(value) => cors_overrides(value)?,
+            None => BTreeMap::new(),
+        },
     })
+}
+
+fn cors_overrides(value: &Spanned) -> Result<BTreeMap<String, CorsOverride>, ConfigError> {
+    const OPTION: &str = "http_cors_override";
+    let Value::Table(table) = &value.value else { return Err(typed::expected(value, OPTION, "a table")) };
+    let mut overrides = BTreeMap::new();
+    for (app, entry) in &table.map {
+        let Value::Table(fields) = &entry.value else {
+            return Err(typed::expected(entry, &format!("{OPTION}.{app}"), "a table"));
+        };
+        let mut result = CorsOverride::default();
+        for (key, field) in &fields.map {
+            let name = format!("{OPTION}.{app}.{key}");
+            match key.to_string().as_str() {
+                "enabled" => result.enabled = boolean(Some(field), &name)?,
+                "credentials" => result.credentials = boolean(Some(field), &name)?,
+                "methods" => result.methods = typed::name_switches(field, &name)?,
+                "headers" => result.headers = typed::name_switches(field, &name)?,
+                "origins" => result.origins = Some(string_list(field, &name)?),
+                other => {
+                    return Err(ConfigError::Invalid {
+                        at: field.at.clone(),
+                        message: format!(
+                            "{OPTION}.{app}: unknown field '{other}' (expected enabled, credentials, headers, methods or origins)"
+                        ),
+                    });
+                }
+            }
+        }
+        overrides.insert(app.to_string(), result);
+    }
+    Ok(overrides)
 }
 
 /// Warnings for options in HTTP's namespaces that canto does not know (with

@@ -151,3 +151,17 @@ pub(super) fn positive_u32(value: &Spanned, option: &str) -> Result<u32, ConfigE
         _ => Err(expected(value, option, "a positive integer")),
     }
 }
+
+/// `{ "A", "B" }` (add these) or `{ A = true, B = false }` (add / remove).
+pub(super) fn name_switches(value: &Spanned, option: &str) -> Result<Vec<(String, bool)>, ConfigError> {
+    let Value::Table(table) = &value.value else { return Err(expected(value, option, "a table")) };
+    let mut switches = Vec::new();
+    for item in &table.array {
+        switches.push((string(item, option)?, true));
+    }
+    for (key, item) in &table.map {
+        let Value::Bool(on) = item.value else { return Err(expected(item, option, "true or false")) };
+        switches.push((key.to_string(), on));
+    }
+    Ok(switches)
+}

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::config::{Config, HostConfig, ModuleLimits, ModuleSource, Value};
+use crate::proxy::TrustedProxies;
 use crate::routing::{Mount, normalize_base_path};
 use crate::vhost::HostTable;
 use crate::wasm::{self, LoadedModule, MountIdentity, WasmError};
@@ -53,6 +54,7 @@ pub(crate) struct ServerState {
     pub limits: ModuleLimits,
     /// `http_errors_detailed`: 500 pages carry the internal cause.
     pub errors_detailed: bool,
+    pub proxies: TrustedProxies,
 }
 
 /// A started server: modules loaded, listeners bound, not yet serving.
@@ -84,6 +86,7 @@ impl Server {
             instances: Arc::new(Semaphore::new(config.limits.pool_size as usize)),
             limits: config.limits.clone(),
             errors_detailed: config.errors_detailed,
+            proxies: TrustedProxies::new(config.trusted_proxies.clone()),
         };
         Ok(Self { listeners, state: Arc::new(state) })
     }
@@ -185,7 +188,7 @@ pub async fn describe(config: &Config) -> Result<String, StartError> {
             }
         };
         out += &format!("\n{kind} \"{}\" (http_host {})\n", host.name, host.http_host);
-        let mounts = mounts_for(host, &loaded, http_port);
+        let mounts = mounts_for(config, host, &loaded, http_port);
         if mounts.is_empty() {
             out += "  no HTTP modules\n";
         }
@@ -228,7 +231,7 @@ fn host_table(config: &Config, loaded: &LoadedModules, http_port: Option<u16>) -
             owners.insert(key, host.name.clone());
         }
         let site = table.site_mut(&host.http_host);
-        for mount in mounts_for(host, loaded, http_port) {
+        for mount in mounts_for(config, host, loaded, http_port) {
             if let Err((holder, refused)) = site.add(mount) {
                 tracing::warn!(
                     "{} on '{}' and {} on '{}' are both at {}; {} keeps it",
@@ -256,7 +259,7 @@ fn host_table(config: &Config, loaded: &LoadedModules, http_port: Option<u16>) -
 }
 
 /// A host's modules at their base paths.
-fn mounts_for(host: &HostConfig, loaded: &LoadedModules, http_port: Option<u16>) -> Vec<Mount> {
+fn mounts_for(config: &Config, host: &HostConfig, loaded: &LoadedModules, http_port: Option<u16>) -> Vec<Mount> {
     let host_name: Arc<str> = Arc::from(host.name.as_str());
     let mut mounts = Vec::new();
     for enabled in &host.modules {
@@ -281,6 +284,7 @@ fn mounts_for(host: &HostConfig, loaded: &LoadedModules, http_port: Option<u16>)
             base_path: base_path.into(),
             base_url: base_url.into(),
             serve_bare_path: module.metadata.serve_bare_path,
+            cors: crate::cors::policy_for(app, module.metadata.cors.as_ref(), &config.cors).map(Arc::new),
             module: Arc::clone(module),
             identity: Arc::new(identity),
         });

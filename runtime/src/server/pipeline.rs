@@ -9,7 +9,10 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::ServerState;
-use crate::error_page::{error_page, redirect, running_page};
+use bytes::Bytes;
+
+use crate::cors;
+use crate::error_page::{error_page, full_body, redirect, running_page};
 use crate::routing::{Route, request_path};
 use crate::vhost::HostLookup;
 use crate::wasm::{Invocation, ModuleBody, RequestFacts, WasmError};
@@ -47,9 +50,10 @@ impl Refusal {
     }
 }
 
-/// Which host and module a request reached, for the access log.
+/// Which client, host and module a request reached, for the access log.
 #[derive(Default)]
 struct Reached {
+    client: Option<std::net::IpAddr>,
     host: Option<Arc<str>>,
     module: Option<Arc<str>>,
 }
@@ -80,7 +84,7 @@ pub async fn handle(
 
     tracing::info!(
         target: "canto::access",
-        client = %connection.peer.ip(),
+        client = %reached.client.unwrap_or(connection.peer.ip()),
         host = %reached.host.as_deref().unwrap_or("-"),
         module = %reached.module.as_deref().unwrap_or("-"),
         status = response.status().as_u16(),
@@ -101,6 +105,9 @@ async fn dispatch(
         HostLookup::Unknown(host) => return Err(Refusal::UnknownHost(host)),
         HostLookup::Missing => return Err(Refusal::MissingHost),
     };
+
+    let client = state.proxies.resolve(connection.peer.ip(), connection.secure, request.headers_mut());
+    reached.client = Some(client.ip);
 
     let path = request_path(request.uri().path()).map_err(|_| Refusal::InvalidPath)?;
     let mount = match site.route(&path) {
@@ -126,12 +133,21 @@ async fn dispatch(
         }
     }
 
+    let origin = request.headers().get(http::header::ORIGIN).cloned();
+    if let Some(cors) = &mount.cors
+        && cors::is_preflight(request.method(), request.headers())
+    {
+        let mut response = Response::new(full_body(Bytes::new()));
+        cors.apply(origin.as_ref(), response.headers_mut());
+        return Ok(response);
+    }
+
     let facts = RequestFacts {
         host: mount.host.clone(),
         base_path: mount.base_path.clone(),
         base_url: mount.base_url.clone(),
-        client_ip: connection.peer.ip(),
-        secure: connection.secure,
+        client_ip: client.ip,
+        secure: client.secure,
     };
     let permit = Arc::clone(&state.instances)
         .acquire_owned()
@@ -145,5 +161,9 @@ async fn dispatch(
         timeout: state.limits.timeout,
         permit,
     };
-    invocation.run(request).await.map_err(Refusal::Module)
+    let mut response = invocation.run(request).await.map_err(Refusal::Module)?;
+    if let Some(cors) = &mount.cors {
+        cors.apply(origin.as_ref(), response.headers_mut());
+    }
+    Ok(response)
 }
