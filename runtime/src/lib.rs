@@ -14,10 +14,12 @@
 //! - [`routing`]: which module on a host serves a path.
 //! - [`wasm`]: the wasm host: engine, module loading, per-request sandboxes.
 //! - [`error_page`]: every response the server itself decides.
+//! - [`body_limit`]: request and response bodies with a byte cap.
 //! - [`builtin`]: the demo modules compiled into the binary.
 //! - [`telemetry`]: log output.
 #![forbid(unsafe_code)]
 
+pub mod body_limit;
 pub mod builtin;
 pub mod config;
 pub mod cors;

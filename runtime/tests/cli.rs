@@ -19,13 +19,18 @@ fn config_file(text: &str) -> tempfile::NamedTempFile {
 
 #[test]
 fn check_config_reports_warnings_and_what_would_be_served() {
-    let config = config_file("http_port = 1\nVirtualHost \"a.test\"\n  modules_enabled = { \"http_whoami\" }\n");
+    let config = config_file(
+        "http_port = 1\nhttp_module_grants = { whoami = { dirs = { \"/tmp\" }, env = { LANG = \"C\" } } }\nVirtualHost \"a.test\"\n  modules_enabled = { \"http_whoami\", \"http_hello\" }\n",
+    );
     let output = canto().args(["check", "config", "--config"]).arg(config.path()).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
     assert!(stdout.contains(":1:13: unknown option 'http_port' (did you mean 'http_ports'?)"), "{stdout}");
     assert!(stdout.contains("VirtualHost \"a.test\""), "{stdout}");
     assert!(stdout.contains("http_whoami          http://a.test:5280/whoami/"), "{stdout}");
+    assert!(stdout.contains("may: read /tmp; environment LANG"), "{stdout}");
+    assert!(stdout.contains("may: nothing granted (no files, no environment, no network)"), "{stdout}");
+    assert!(stdout.contains("16 MiB memory per instance") || stdout.contains("64 MiB memory per instance"), "{stdout}");
     assert!(stdout.ends_with("config OK\n"), "{stdout}");
 }
 
@@ -67,4 +72,65 @@ fn sigterm_stops_the_server_gracefully() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{rest}");
     assert!(rest.contains("shutdown complete"), "{rest}");
+}
+
+/// The server's resident memory, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// One request on a fresh connection; returns the status code.
+fn get_status(addr: &str, path: &str) -> u16 {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: h.test\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// 1,000 hostile requests (traps, memory bombs, missing responses): the
+/// server's memory settles instead of growing with the count.
+#[test]
+fn memory_settles_under_hostile_requests() {
+    let plugins = tempfile::tempdir().unwrap();
+    for (name, path) in canto_guests::ALL {
+        std::fs::copy(path, plugins.path().join(format!("mod_{name}.wasm"))).unwrap();
+    }
+    let config = config_file(&format!(
+        "http_ports = {{ 0 }}\nhttp_interfaces = {{ \"127.0.0.1\" }}\nplugin_paths = {{ {:?} }}\nhttp_module_memory_limit = 16777216\nVirtualHost \"h.test\"\nmodules_enabled = {{ \"http_trap\", \"http_membomb\" }}\n",
+        plugins.path().display().to_string()
+    ));
+    let mut child = canto().arg("--config").arg(config.path()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "server exited early");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.trim().to_string();
+        }
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let paths = ["/trap/panic", "/membomb/", "/trap/silent", "/trap/ok"];
+    let mut after_warmup = 0;
+    for i in 0..1000 {
+        let path = paths[i % paths.len()];
+        let expected = if path == "/trap/ok" { 200 } else { 500 };
+        assert_eq!(get_status(&addr, path), expected, "{path}");
+        if i == 199 {
+            after_warmup = rss_kib(child.id());
+        }
+    }
+    let after_all = rss_kib(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    let growth = after_all.saturating_sub(after_warmup);
+    eprintln!("RSS after 200 hostile requests: {after_warmup} KiB; after 1000: {after_all} KiB");
+    assert!(
+        growth < 32 * 1024,
+        "RSS grew by {growth} KiB over 800 hostile requests ({after_warmup} KiB -> {after_all} KiB)"
+    );
 }

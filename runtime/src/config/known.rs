@@ -62,6 +62,11 @@ pub const KNOWN: &[(&str, Scope)] = &[
     ("http_module_memory_limit", Scope::Global),
     ("http_module_timeout", Scope::Global),
     ("http_module_pool_size", Scope::Global),
+    ("http_module_wall_timeout", Scope::Global),
+    ("http_module_max_concurrency", Scope::Global),
+    ("http_module_max_header_size", Scope::Global),
+    ("http_module_max_response_size", Scope::Global),
+    ("http_module_grants", Scope::Global),
 ];
 
 /// Names in HTTP's namespaces, where an unknown name is probably a typo.

@@ -64,6 +64,14 @@ pub const DEFAULT_MEMORY_LIMIT: u64 = 64 << 20;
 pub const DEFAULT_MODULE_TIMEOUT_SECS: u64 = 30;
 /// Default number of module instances alive at once, server-wide.
 pub const DEFAULT_POOL_SIZE: u32 = 1000;
+/// Default wall-clock budget for one request, streaming included.
+pub const DEFAULT_WALL_TIMEOUT_SECS: u64 = 300;
+/// Default bound on one module's simultaneous requests.
+pub const DEFAULT_MAX_CONCURRENCY: u32 = 100;
+/// Default bound on a module's response header block.
+pub const DEFAULT_MAX_HEADER_BYTES: u64 = 64 * 1024;
+/// Default bound on a module's response body: 4 GiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 4 << 30;
 
 /// A validated config.
 #[derive(Clone, Debug)]
@@ -85,6 +93,8 @@ pub struct Config {
     /// HTTP hosts: every VirtualHost, and every Component that serves HTTP.
     pub hosts: Vec<HostConfig>,
     pub limits: ModuleLimits,
+    /// `http_module_grants`, by app name (module name without `http_`).
+    pub grants: BTreeMap<String, Grants>,
     /// `http_default_host`: where requests for unknown hosts go.
     pub default_host: Option<(String, Location)>,
     /// `http_errors_detailed`: put the internal cause of a 500 on the page.
@@ -124,10 +134,40 @@ pub struct CorsOverride {
 pub struct ModuleLimits {
     /// Linear memory one instance may grow to (`http_module_memory_limit`, bytes).
     pub memory_bytes: u64,
-    /// Wall-clock budget of one request (`http_module_timeout`, seconds).
+    /// CPU time one request may spend running guest code (`http_module_timeout`, seconds).
     pub timeout: std::time::Duration,
+    /// Wall-clock time one request may take, body streaming included
+    /// (`http_module_wall_timeout`, seconds).
+    pub wall_timeout: std::time::Duration,
     /// Instances alive at once across all modules (`http_module_pool_size`).
     pub pool_size: u32,
+    /// Requests one module may run at once (`http_module_max_concurrency`),
+    /// so a hot module cannot take the whole pool.
+    pub max_concurrency: u32,
+    /// Bytes of response headers a module may produce (`http_module_max_header_size`).
+    pub max_header_bytes: u64,
+    /// Bytes of response body a module may send (`http_module_max_response_size`).
+    pub max_response_bytes: u64,
+}
+
+/// What one module may touch beyond computing: nothing unless granted in
+/// `http_module_grants[app]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Directories the module may read (mounted at the same path inside).
+    pub read_dirs: Vec<PathBuf>,
+    /// Directories the module may read and write.
+    pub write_dirs: Vec<PathBuf>,
+    /// Environment variables it sees.
+    pub env: Vec<(String, String)>,
+    /// Host names it may send HTTP requests to (lowercase).
+    pub outgoing: Arc<[String]>,
+}
+
+impl Grants {
+    pub fn is_empty(&self) -> bool {
+        self.read_dirs.is_empty() && self.write_dirs.is_empty() && self.env.is_empty() && self.outgoing.is_empty()
+    }
 }
 
 /// One HTTP host.
@@ -270,10 +310,32 @@ impl Config {
                 positive_integer(global.get("http_module_timeout"), "http_module_timeout")?
                     .unwrap_or(DEFAULT_MODULE_TIMEOUT_SECS),
             ),
+            wall_timeout: std::time::Duration::from_secs(
+                positive_integer(global.get("http_module_wall_timeout"), "http_module_wall_timeout")?
+                    .unwrap_or(DEFAULT_WALL_TIMEOUT_SECS),
+            ),
             pool_size: match global.get("http_module_pool_size") {
                 Some(value) => typed::positive_u32(value, "http_module_pool_size")?,
                 None => DEFAULT_POOL_SIZE,
             },
+            max_concurrency: match global.get("http_module_max_concurrency") {
+                Some(value) => typed::positive_u32(value, "http_module_max_concurrency")?,
+                None => DEFAULT_MAX_CONCURRENCY,
+            },
+            max_header_bytes: positive_integer(
+                global.get("http_module_max_header_size"),
+                "http_module_max_header_size",
+            )?
+            .unwrap_or(DEFAULT_MAX_HEADER_BYTES),
+            max_response_bytes: positive_integer(
+                global.get("http_module_max_response_size"),
+                "http_module_max_response_size",
+            )?
+            .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
+        };
+        let grants = match global.get("http_module_grants") {
+            Some(value) => module_grants(value)?,
+            None => BTreeMap::new(),
         };
         let resolver = ModuleResolver { plugin_paths: &plugin_paths, builtins };
 
@@ -354,6 +416,7 @@ impl Config {
             plugin_paths,
             hosts,
             limits,
+            grants,
             default_host,
             errors_detailed,
             warnings,
@@ -384,6 +447,43 @@ fn cors_settings(global: &Options) -> Result<CorsSettings, ConfigError> {
             None => BTreeMap::new(),
         },
     })
+}
+
+/// `http_module_grants = { files = { dirs = { "/srv/www" } }, store = {
+/// dirs_rw = { "/var/lib/store" }, env = { LANG = "C" } } }`. Directories
+/// must exist; relative ones are relative to the config file.
+fn module_grants(value: &Spanned) -> Result<BTreeMap<String, Grants>, ConfigError> {
+    const OPTION: &str = "http_module_grants";
+    let Value::Table(table) = &value.value else { return Err(typed::expected(value, OPTION, "a table")) };
+    let mut all = BTreeMap::new();
+    for (app, entry) in &table.map {
+        let Value::Table(fields) = &entry.value else {
+            return Err(typed::expected(entry, &format!("{OPTION}.{app}"), "a table"));
+        };
+        let mut grants = Grants::default();
+        for (key, field) in &fields.map {
+            let name = format!("{OPTION}.{app}.{key}");
+            match key.to_string().as_str() {
+                "dirs" => grants.read_dirs = typed::existing_dirs(field, &name)?,
+                "dirs_rw" => grants.write_dirs = typed::existing_dirs(field, &name)?,
+                "env" => grants.env = typed::string_map(field, &name)?,
+                "outgoing" => {
+                    let hosts = string_list(field, &name)?;
+                    grants.outgoing = hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
+                }
+                other => {
+                    return Err(ConfigError::Invalid {
+                        at: field.at.clone(),
+                        message: format!(
+                            "{OPTION}.{app}: unknown grant '{other}' (expected dirs, dirs_rw, env or outgoing)"
+                        ),
+                    });
+                }
+            }
+        }
+        all.insert(app.to_string(), grants);
+    }
+    Ok(all)
 }
 
 fn cors_overrides(value: &Spanned) -> Result<BTreeMap<String, CorsOverride>, ConfigError> {

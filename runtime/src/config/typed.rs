@@ -165,3 +165,28 @@ pub(super) fn name_switches(value: &Spanned, option: &str) -> Result<Vec<(String
     }
     Ok(switches)
 }
+
+/// Directories that must exist; relative paths are relative to the file
+/// they were written in.
+pub(super) fn existing_dirs(value: &Spanned, option: &str) -> Result<Vec<std::path::PathBuf>, ConfigError> {
+    items(value)
+        .into_iter()
+        .map(|item| {
+            let path = item.at.base_dir().join(string(item, option)?);
+            if path.is_dir() {
+                Ok(path)
+            } else {
+                Err(ConfigError::Invalid {
+                    at: item.at.clone(),
+                    message: format!("{option}: {} is not a directory", path.display()),
+                })
+            }
+        })
+        .collect()
+}
+
+/// `{ NAME = "value", … }`.
+pub(super) fn string_map(value: &Spanned, option: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let Value::Table(table) = &value.value else { return Err(expected(value, option, "a table of strings")) };
+    table.map.iter().map(|(key, item)| Ok((key.to_string(), string(item, option)?))).collect()
+}

@@ -55,6 +55,8 @@ pub(crate) struct ServerState {
     /// `http_errors_detailed`: 500 pages carry the internal cause.
     pub errors_detailed: bool,
     pub proxies: TrustedProxies,
+    /// `http_max_content_size`: larger request bodies get 413.
+    pub max_content_size: u64,
 }
 
 /// A started server: modules loaded, listeners bound, not yet serving.
@@ -87,6 +89,7 @@ impl Server {
             limits: config.limits.clone(),
             errors_detailed: config.errors_detailed,
             proxies: TrustedProxies::new(config.trusted_proxies.clone()),
+            max_content_size: config.max_content_size,
         };
         Ok(Self { listeners, state: Arc::new(state) })
     }
@@ -142,8 +145,7 @@ async fn load_modules(config: &Config) -> Result<LoadedModules, StartError> {
                 })?,
                 ModuleSource::Builtin => crate::builtin::bytes(&enabled.name).unwrap_or_default().to_vec(),
             };
-            let module =
-                LoadedModule::load(&engine, &linker, &enabled.name, &bytes, config.limits.memory_bytes).await?;
+            let module = LoadedModule::load(&engine, &linker, &enabled.name, &bytes, &config.limits).await?;
             tracing::info!(module = enabled.name, source = ?enabled.source, "loaded module");
             loaded.insert(key, Arc::new(module));
         }
@@ -202,16 +204,46 @@ pub async fn describe(config: &Config) -> Result<String, StartError> {
                 let names: Vec<&str> = mount.identity.options.keys().map(String::as_str).collect();
                 out += &format!("  {:<20} reads options: {}\n", "", names.join(", "));
             }
+            out += &format!("  {:<20} may: {}\n", "", describe_grants(&mount.identity.grants));
         }
     }
     let limits = &config.limits;
     out += &format!(
-        "\nmodule limits: {} MiB memory per instance, {} s per request, {} instances at once\n",
+        "\nevery module: {} MiB memory per instance; {} s CPU and {} s wall-clock per request; \
+         {} requests at once per module, {} instances server-wide; {} KiB of response headers, \
+         {} MiB of response body; request bodies up to {} bytes; no sockets\n",
         limits.memory_bytes >> 20,
         limits.timeout.as_secs(),
-        limits.pool_size
+        limits.wall_timeout.as_secs(),
+        limits.max_concurrency,
+        limits.pool_size,
+        limits.max_header_bytes >> 10,
+        limits.max_response_bytes >> 20,
+        config.max_content_size,
     );
     Ok(out)
+}
+
+/// One line saying what a module was granted.
+fn describe_grants(grants: &crate::config::Grants) -> String {
+    if grants.is_empty() {
+        return "nothing granted (no files, no environment, no network)".into();
+    }
+    let mut parts = Vec::new();
+    for dir in &grants.read_dirs {
+        parts.push(format!("read {}", dir.display()));
+    }
+    for dir in &grants.write_dirs {
+        parts.push(format!("read and write {}", dir.display()));
+    }
+    if !grants.env.is_empty() {
+        let names: Vec<&str> = grants.env.iter().map(|(k, _)| k.as_str()).collect();
+        parts.push(format!("environment {}", names.join(", ")));
+    }
+    if !grants.outgoing.is_empty() {
+        parts.push(format!("HTTP requests to {}", grants.outgoing.join(", ")));
+    }
+    parts.join("; ")
 }
 
 /// Mounts every host's modules under its public name. Hosts sharing an
@@ -278,6 +310,7 @@ fn mounts_for(config: &Config, host: &HostConfig, loaded: &LoadedModules, http_p
             module: module.name.clone(),
             host: host_name.clone(),
             options: crate::config::module_options(&host.options, &module.metadata.options),
+            grants: config.grants.get(app).cloned().unwrap_or_default(),
         };
         mounts.push(Mount {
             host: host_name.clone(),

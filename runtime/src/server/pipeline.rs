@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use http::{Request, Response, StatusCode};
@@ -11,11 +12,12 @@ use hyper::body::Incoming;
 use super::ServerState;
 use bytes::Bytes;
 
+use crate::body_limit::CappedBody;
 use crate::cors;
 use crate::error_page::{error_page, full_body, redirect, running_page};
 use crate::routing::{Route, request_path};
 use crate::vhost::HostLookup;
-use crate::wasm::{Invocation, ModuleBody, RequestFacts, WasmError};
+use crate::wasm::{Invocation, ModuleBody, RequestFacts, SandboxLimits, WasmError};
 
 /// What the server knows about the connection a request came in on.
 #[derive(Clone, Copy, Debug)]
@@ -30,6 +32,7 @@ enum Refusal {
     UnknownHost(String),
     InvalidPath,
     NotMounted,
+    BodyTooLarge(u64),
     Module(WasmError),
 }
 
@@ -40,6 +43,10 @@ impl Refusal {
             Refusal::UnknownHost(host) => error_page(StatusCode::NOT_FOUND, Some(&format!("Unknown host: {host}"))),
             Refusal::InvalidPath => error_page(StatusCode::BAD_REQUEST, Some("Invalid path")),
             Refusal::NotMounted => error_page(StatusCode::NOT_FOUND, None),
+            Refusal::BodyTooLarge(limit) => {
+                error_page(StatusCode::PAYLOAD_TOO_LARGE, Some(&format!("Request bodies are limited to {limit} bytes")))
+            }
+            Refusal::Module(WasmError::Timeout { .. }) => error_page(StatusCode::GATEWAY_TIMEOUT, None),
             // The cause is logged; only an operator who asked for
             // http_errors_detailed sees it on the page.
             Refusal::Module(error) if detailed => {
@@ -72,6 +79,9 @@ pub async fn handle(
         Ok(response) => response,
         Err(refusal) => {
             if let Refusal::Module(error) = &refusal {
+                if let WasmError::Failed { cause, .. } = error {
+                    tracing::debug!("{cause:?}");
+                }
                 tracing::error!(
                     host = %reached.host.as_deref().unwrap_or("-"),
                     module = %reached.module.as_deref().unwrap_or("-"),
@@ -149,21 +159,59 @@ async fn dispatch(
         client_ip: client.ip,
         secure: client.secure,
     };
-    let permit = Arc::clone(&state.instances)
-        .acquire_owned()
-        .await
-        .map_err(|_| Refusal::Module(WasmError::NoResponse { module: mount.module.name.clone() }))?;
+    let limit = state.max_content_size;
+    let declared_length = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared_length.is_some_and(|length| length > limit) {
+        return Err(Refusal::BodyTooLarge(limit));
+    }
+
+    // The module's own share first, so a hot module queues on itself
+    // rather than taking the server-wide pool from everyone else.
+    let closed = || Refusal::Module(WasmError::NoResponse { module: mount.module.name.clone() });
+    let module_permit = Arc::clone(&mount.module.concurrency).acquire_owned().await.map_err(|_| closed())?;
+    let pool_permit = Arc::clone(&state.instances).acquire_owned().await.map_err(|_| closed())?;
+    let (request, overflowed) = limit_request_body(request, limit);
     let invocation = Invocation {
         module: Arc::clone(&mount.module),
         mount: Arc::clone(&mount.identity),
         facts,
-        memory_bytes: state.limits.memory_bytes,
+        sandbox: SandboxLimits {
+            memory_bytes: state.limits.memory_bytes,
+            max_header_bytes: state.limits.max_header_bytes,
+        },
         timeout: state.limits.timeout,
-        permit,
+        wall_timeout: state.limits.wall_timeout,
+        max_response_bytes: state.limits.max_response_bytes,
+        permits: [module_permit, pool_permit],
     };
-    let mut response = invocation.run(request).await.map_err(Refusal::Module)?;
+    let result = invocation.run(request).await;
+    if overflowed.load(Ordering::Relaxed) && result.is_err() {
+        return Err(Refusal::BodyTooLarge(limit));
+    }
+    let mut response = result.map_err(Refusal::Module)?;
     if let Some(cors) = &mount.cors {
         cors.apply(origin.as_ref(), response.headers_mut());
     }
     Ok(response)
+}
+
+/// A request body that fails once it passes `limit` bytes (for bodies whose
+/// length was not declared up front), raising the returned flag so the
+/// answer can be 413.
+fn limit_request_body(request: Request<Incoming>, limit: u64) -> (Request<CappedBody<Incoming>>, Arc<AtomicBool>) {
+    let overflowed = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&overflowed);
+    let request = request.map(|body| {
+        CappedBody::new(
+            body,
+            limit,
+            |limit| wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limit)),
+            Box::new(move || flag.store(true, Ordering::Relaxed)),
+        )
+    });
+    (request, overflowed)
 }

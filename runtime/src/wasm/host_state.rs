@@ -10,11 +10,19 @@ use std::task::{Context, Poll};
 use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::imports::canto::http::{context, log};
-use super::outbound::DenyOutbound;
+use super::outbound::OutboundPolicy;
+use crate::config::Grants;
+
+/// The per-instance bounds [`InstanceState::new`] applies.
+#[derive(Clone, Copy, Debug)]
+pub struct SandboxLimits {
+    pub memory_bytes: u64,
+    pub max_header_bytes: u64,
+}
 
 /// Facts the server established about a request, answered by
 /// `canto:http/context`.
@@ -35,6 +43,8 @@ pub struct MountIdentity {
     pub host: Arc<str>,
     /// The module's declared options as JSON, as this host sees them.
     pub options: BTreeMap<String, String>,
+    /// Directories and environment the operator granted the module.
+    pub grants: Grants,
 }
 
 /// The `T` of `Store<T>` for module instances.
@@ -42,29 +52,40 @@ pub struct InstanceState {
     table: ResourceTable,
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    outbound: DenyOutbound,
+    outbound: OutboundPolicy,
     pub(super) limits: StoreLimits,
     facts: Option<RequestFacts>,
     mount: Arc<MountIdentity>,
 }
 
 impl InstanceState {
-    /// A fresh sandbox: no environment, arguments, preopens or network;
-    /// stdout and stderr go to the server log tagged with the module.
-    pub fn new(mount: Arc<MountIdentity>, facts: Option<RequestFacts>, memory_bytes: u64) -> Self {
+    /// A fresh sandbox: no arguments, no network, and only the
+    /// directories and environment granted to the module; stdout and stderr
+    /// go to the server log tagged with the module.
+    pub fn new(mount: Arc<MountIdentity>, facts: Option<RequestFacts>, limits: &SandboxLimits) -> Self {
         let mut wasi = WasiCtx::builder();
         wasi.stdout(GuestOutput { mount: Arc::clone(&mount), stream: "stdout" });
         wasi.stderr(GuestOutput { mount: Arc::clone(&mount), stream: "stderr" });
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(usize::try_from(memory_bytes).unwrap_or(usize::MAX))
+        wasi.envs(&mount.grants.env);
+        let dirs = mount.grants.read_dirs.iter().map(|d| (d, FsPerms::ReadOnly));
+        for (dir, perms) in dirs.chain(mount.grants.write_dirs.iter().map(|d| (d, FsPerms::ReadWrite))) {
+            let guest_path = dir.to_string_lossy();
+            if let Err(error) = wasi.preopened_dir(dir, &*guest_path, perms) {
+                tracing::error!(module = %mount.module, "granted directory {} is unavailable: {error:#}", dir.display());
+            }
+        }
+        let store_limits = StoreLimitsBuilder::new()
+            .memory_size(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX))
             .trap_on_grow_failure(true)
             .build();
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(usize::try_from(limits.max_header_bytes).unwrap_or(usize::MAX));
         Self {
             table: ResourceTable::new(),
             wasi: wasi.build(),
-            http: WasiHttpCtx::new(),
-            outbound: DenyOutbound,
-            limits,
+            http,
+            outbound: OutboundPolicy::new(Arc::clone(&mount.grants.outgoing)),
+            limits: store_limits,
             facts,
             mount,
         }

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::OwnedSemaphorePermit;
-use wasmtime::{Store, UpdateDeadline};
+use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
-use super::host_state::{InstanceState, MountIdentity, RequestFacts};
+use super::host_state::{InstanceState, MountIdentity, RequestFacts, SandboxLimits};
 use super::module::LoadedModule;
 use super::{WasmError, engine};
+use crate::body_limit::CappedBody;
 
 /// A module's response body, streamed as the guest writes it.
 pub type ModuleBody = wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -23,12 +24,15 @@ pub struct Invocation {
     pub module: Arc<LoadedModule>,
     pub mount: Arc<MountIdentity>,
     pub facts: RequestFacts,
-    pub memory_bytes: u64,
+    pub sandbox: SandboxLimits,
     /// CPU budget, counted in epoch ticks while the guest runs.
     pub timeout: Duration,
-    /// Held until the guest finishes (including streaming its body), so the
-    /// instance pool is never oversubscribed.
-    pub permit: OwnedSemaphorePermit,
+    /// Wall-clock budget for the whole call, body streaming included.
+    pub wall_timeout: Duration,
+    pub max_response_bytes: u64,
+    /// Held until the guest finishes (including streaming its body), so
+    /// neither the instance pool nor the module's share is oversubscribed.
+    pub permits: [OwnedSemaphorePermit; 2],
 }
 
 impl Invocation {
@@ -37,12 +41,12 @@ impl Invocation {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let Invocation { module, mount, facts, memory_bytes, timeout, permit } = self;
+        let Invocation { module, mount, facts, sandbox, timeout, wall_timeout, max_response_bytes, permits } = self;
         let name = module.name.clone();
         let failed = |cause: wasmtime::Error| WasmError::Failed { module: name.clone(), cause };
 
         let scheme = if facts.secure { Scheme::Https } else { Scheme::Http };
-        let mut store = Store::new(module.proxy.engine(), InstanceState::new(mount, Some(facts), memory_bytes));
+        let mut store = Store::new(module.proxy.engine(), InstanceState::new(mount, Some(facts), &sandbox));
         store.limiter(|state| &mut state.limits);
         let budget = engine::ticks(timeout);
         let mut used = 0;
@@ -63,21 +67,54 @@ impl Invocation {
         // The guest keeps running after it sets the response head, to stream
         // the body, so it lives in its own task.
         let proxy_pre = module.proxy.clone();
+        let guest_name = module.name.clone();
         let guest = tokio::spawn(async move {
-            let _permit = permit;
-            let proxy = proxy_pre.instantiate_async(&mut store).await?;
-            proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await
+            let _permits = permits;
+            let call = async {
+                let proxy = proxy_pre.instantiate_async(&mut store).await?;
+                proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await
+            };
+            // Dropping the call drops the store: the instance is gone, and
+            // a body it was streaming ends early.
+            let outcome = tokio::time::timeout(wall_timeout, call).await;
+            if outcome.is_err() {
+                tracing::warn!(module = %guest_name, "module stopped after {wall_timeout:?} of wall-clock time");
+            }
+            outcome
         });
 
+        let timed_out = |module: &Arc<str>, limit| WasmError::Timeout { module: module.clone(), limit };
         match receiver.await {
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => Ok(limit_body(response, max_response_bytes, module.name.clone())),
             Ok(Err(code)) => Err(WasmError::ErrorResponse { module: module.name.clone(), code: format!("{code:?}") }),
             // The response slot was dropped unset: find out why.
             Err(_) => match guest.await {
-                Ok(Ok(())) => Err(WasmError::NoResponse { module: module.name.clone() }),
-                Ok(Err(cause)) => Err(failed(cause)),
+                Ok(Ok(Ok(()))) => Err(WasmError::NoResponse { module: module.name.clone() }),
+                Ok(Ok(Err(cause))) if cause.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => {
+                    Err(timed_out(&module.name, "CPU time"))
+                }
+                Ok(Ok(Err(cause))) => Err(failed(cause)),
+                Ok(Err(_elapsed)) => Err(timed_out(&module.name, "wall-clock time")),
                 Err(join) => Err(failed(wasmtime::Error::msg(format!("guest task failed: {join}")))),
             },
         }
     }
+}
+
+/// Caps the bytes a module's response body may carry; past the cap the
+/// body fails, which aborts the response rather than sending it whole.
+fn limit_body(response: hyper::Response<ModuleBody>, limit: u64, module: Arc<str>) -> hyper::Response<ModuleBody> {
+    use http_body_util::BodyExt;
+    response.map(|inner| {
+        let warn = move || {
+            tracing::warn!(%module, "response body passed http_module_max_response_size ({limit} bytes); aborted");
+        };
+        CappedBody::new(
+            inner,
+            limit,
+            |limit| wasmtime_wasi_http::Error::HttpResponseBodySize(Some(limit)),
+            Box::new(warn),
+        )
+        .boxed_unsync()
+    })
 }

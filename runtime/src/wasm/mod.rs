@@ -14,7 +14,7 @@ mod outbound;
 
 use std::sync::Arc;
 
-pub use host_state::{MountIdentity, RequestFacts};
+pub use host_state::{MountIdentity, RequestFacts, SandboxLimits};
 pub use invoke::{Invocation, ModuleBody};
 pub use module::{CorsDefaults, LoadedModule, ModuleMetadata, linker};
 
@@ -31,10 +31,23 @@ pub enum WasmError {
     NotAnHttpModule { module: Arc<str> },
     #[error("module {module}: its metadata export failed: {cause:#}")]
     Metadata { module: Arc<str>, cause: wasmtime::Error },
-    #[error("module {module}: {cause:#}")]
+    #[error("module {module}: {}", one_line(cause))]
     Failed { module: Arc<str>, cause: wasmtime::Error },
+    #[error("module {module}: stopped after using its time ({limit})")]
+    Timeout { module: Arc<str>, limit: &'static str },
     #[error("module {module}: returned without setting a response")]
     NoResponse { module: Arc<str> },
     #[error("module {module}: answered with an error: {code:?}")]
     ErrorResponse { module: Arc<str>, code: String },
+}
+
+/// A guest failure as one log line: each cause's first line, without the
+/// wasm backtrace (which is logged separately at debug level).
+fn one_line(error: &wasmtime::Error) -> String {
+    let parts: Vec<String> = error
+        .chain()
+        .map(|cause| cause.to_string().lines().next().unwrap_or_default().to_string())
+        .filter(|line| !line.starts_with("error while executing at wasm backtrace"))
+        .collect();
+    if parts.is_empty() { "the guest failed".into() } else { parts.join(": ") }
 }

@@ -9,7 +9,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use super::WasmError;
 use super::bindings::{imports, metadata};
-use super::host_state::{InstanceState, MountIdentity};
+use super::host_state::{InstanceState, MountIdentity, SandboxLimits};
 
 /// What a module declared about itself (or Prosody's defaults).
 #[derive(Clone, Debug, Default)]
@@ -36,6 +36,8 @@ pub struct LoadedModule {
     pub name: Arc<str>,
     pub metadata: ModuleMetadata,
     pub(super) proxy: ProxyPre<InstanceState>,
+    /// One permit per request this module may run at once.
+    pub concurrency: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for LoadedModule {
@@ -65,7 +67,7 @@ impl LoadedModule {
         linker: &Linker<InstanceState>,
         name: &str,
         bytes: &[u8],
-        memory_bytes: u64,
+        limits: &crate::config::ModuleLimits,
     ) -> Result<Self, WasmError> {
         let module = Arc::<str>::from(name);
         let component = {
@@ -83,10 +85,11 @@ impl LoadedModule {
         let proxy = ProxyPre::new(pre).map_err(|_| WasmError::NotAnHttpModule { module: module.clone() })?;
 
         let metadata = match metadata_pre {
-            Some(metadata_pre) => read_metadata(engine, &module, metadata_pre, memory_bytes).await?,
+            Some(metadata_pre) => read_metadata(engine, &module, metadata_pre, limits).await?,
             None => ModuleMetadata::default(),
         };
-        Ok(Self { name: module, metadata, proxy })
+        let concurrency = Arc::new(tokio::sync::Semaphore::new(limits.max_concurrency as usize));
+        Ok(Self { name: module, metadata, proxy, concurrency })
     }
 }
 
@@ -94,10 +97,16 @@ async fn read_metadata(
     engine: &Engine,
     module: &Arc<str>,
     pre: metadata::MetadataProviderPre<InstanceState>,
-    memory_bytes: u64,
+    limits: &crate::config::ModuleLimits,
 ) -> Result<ModuleMetadata, WasmError> {
-    let mount = Arc::new(MountIdentity { module: module.clone(), host: Arc::from("*"), options: Default::default() });
-    let mut store = Store::new(engine, InstanceState::new(mount, None, memory_bytes));
+    let mount = Arc::new(MountIdentity {
+        module: module.clone(),
+        host: Arc::from("*"),
+        options: Default::default(),
+        grants: Default::default(),
+    });
+    let sandbox = SandboxLimits { memory_bytes: limits.memory_bytes, max_header_bytes: limits.max_header_bytes };
+    let mut store = Store::new(engine, InstanceState::new(mount, None, &sandbox));
     store.limiter(|state| &mut state.limits);
     store.set_epoch_deadline(super::engine::ticks(std::time::Duration::from_secs(5)));
     let describe = async {
