@@ -1251,8 +1251,14 @@ mod sandbox {
         let (server, _dir) = hostile_server().await;
         let client = server.client(&["h.test"]);
         let big = vec![7u8; 2 * 1024 * 1024];
-        let response = client.post(server.url("h.test", "/echo/")).body(big.clone()).send().await.unwrap();
-        assert_eq!(response.status(), 413);
+        // A declared length over the limit is refused before any body byte
+        // is read: the answer arrives although the client sent no body.
+        let (status, _) = canto_tests::raw_status(
+            server.addr,
+            "POST /echo/ HTTP/1.1\r\nHost: h.test\r\nContent-Length: 2097152\r\n\r\n",
+        )
+        .await;
+        assert_eq!(status, 413);
         // Without a declared length, the limit applies as the body streams.
         let chunks = futures::stream::iter(
             big.chunks(64 * 1024).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>(),
