@@ -70,7 +70,27 @@ fn workspace_members(guests_dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Installs the wasm32-wasip2 target if this toolchain lacks it: on a
+/// machine where rustup does not auto-install what rust-toolchain.toml
+/// lists, this keeps `cargo run` and the tests one command each.
+fn ensure_wasm_target() {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let sysroot = Command::new(rustc).args(["--print", "sysroot"]).output().ok();
+    let sysroot = sysroot.map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string()).unwrap_or_default();
+    if Path::new(&sysroot).join("lib/rustlib/wasm32-wasip2").is_dir() {
+        return;
+    }
+    let mut rustup = Command::new("rustup");
+    rustup.args(["target", "add", "wasm32-wasip2"]);
+    if let Ok(toolchain) = env::var("RUSTUP_TOOLCHAIN") {
+        rustup.args(["--toolchain", &toolchain]);
+    }
+    let installed = rustup.status().is_ok_and(|status| status.success());
+    assert!(installed, "the wasm32-wasip2 target is missing and `rustup target add wasm32-wasip2` failed");
+}
+
 fn build_guests(guests_dir: &Path, target_dir: &Path) {
+    ensure_wasm_target();
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command

@@ -96,9 +96,26 @@ fn serve(config: Config) -> anyhow::Result<()> {
     runtime.block_on(async {
         tracing::info!("canto {} starting with {}", env!("CARGO_PKG_VERSION"), config.origin);
         let server = Server::start(&config).await.context("cannot start")?;
+        reload_on_sighup(server.reload_handle());
         server.run(shutdown_signal()).await;
         Ok(())
     })
+}
+
+/// SIGHUP re-reads the config, as it does for Prosody.
+fn reload_on_sighup(handle: canto::server::ReloadHandle) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(signal) => signal,
+            Err(error) => return tracing::warn!(%error, "cannot watch SIGHUP; config reload is unavailable"),
+        };
+        while hangups.recv().await.is_some() {
+            handle.reload().await;
+        }
+    });
+    #[cfg(not(unix))]
+    drop(handle);
 }
 
 /// Resolves on the first SIGINT or SIGTERM.

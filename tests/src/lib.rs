@@ -13,6 +13,8 @@ use tokio::sync::oneshot;
 /// A running server; dropping it stops it.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// Re-reads the config file, as SIGHUP does.
+    pub reload: canto::server::ReloadHandle,
     stop: Option<oneshot::Sender<()>>,
     finished: Option<tokio::task::JoinHandle<()>>,
     /// Holds the config file and plugin directory for the server's lifetime.
@@ -68,11 +70,12 @@ impl TestServer {
         let config = Config::load(&config_path, &canto::builtin::names()).map_err(|e| e.to_string())?;
         let server = Server::start(&config).await.map_err(|e| e.to_string())?;
         let addr = server.local_addrs()[0];
+        let reload = server.reload_handle();
         let (stop, stopped) = oneshot::channel::<()>();
         let finished = tokio::spawn(server.run(async {
             let _ = stopped.await;
         }));
-        Ok(TestServer { addr, stop: Some(stop), finished: Some(finished), dir })
+        Ok(TestServer { addr, reload, stop: Some(stop), finished: Some(finished), dir })
     }
 
     /// `http://<host>:<port><path>`; the client resolves every host to us.
@@ -128,6 +131,21 @@ impl TestServer {
 
     pub fn plugin_dir(&self) -> PathBuf {
         self.dir.path().join("plugins")
+    }
+
+    /// Replaces the config file (keeping the preamble), as an operator
+    /// would before SIGHUP.
+    pub fn rewrite_config(&self, config: &str) {
+        let text = format!("{}{config}", preamble(self.dir.path()));
+        std::fs::write(self.dir.path().join("prosody.cfg.lua"), text).expect("rewrite config");
+    }
+
+    /// Installs `source` as `mod_<name>.wasm` atomically (write, then
+    /// rename over), as a deploy would.
+    pub fn install_module(&self, name: &str, source: &[u8]) {
+        let staging = self.dir.path().join(format!(".{name}.wasm.tmp"));
+        std::fs::write(&staging, source).expect("write module");
+        std::fs::rename(&staging, self.plugin_dir().join(format!("mod_{name}.wasm"))).expect("rename module");
     }
 }
 

@@ -78,6 +78,8 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 4 << 30;
 pub struct Config {
     /// The file it came from, or "built-in default".
     pub origin: String,
+    /// The file to re-read on reload; `None` for the built-in default.
+    pub path: Option<PathBuf>,
     /// Addresses the `http` service listens on (`http_ports` × `http_interfaces`).
     pub http_listeners: Vec<SocketAddr>,
     /// Addresses the `https` service listens on (`https_ports` × `https_interfaces`).
@@ -274,7 +276,9 @@ impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path, builtins: BuiltinNames<'_>) -> Result<Self, ConfigError> {
         let raw = lua::read_file(path, &|name| std::env::var(name).ok())?;
-        Self::from_raw(path.display().to_string(), raw, builtins)
+        let mut config = Self::from_raw(path.display().to_string(), raw, builtins)?;
+        config.path = Some(path.to_path_buf());
+        Ok(config)
     }
 
     /// Validates config text; `path` names it in messages and anchors
@@ -408,6 +412,7 @@ impl Config {
         warnings.extend(option_warnings(&global, &hosts_raw));
         Ok(Config {
             origin,
+            path: None,
             http_listeners,
             https_listeners,
             cors,

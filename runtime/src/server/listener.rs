@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use socket2::{Domain, Socket, Type};
@@ -47,7 +48,7 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 pub async fn accept_loop(
     listener: TcpListener,
-    state: Arc<ServerState>,
+    state: Arc<ArcSwap<ServerState>>,
     mut stop: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
 ) {
@@ -72,14 +73,15 @@ pub async fn accept_loop(
 async fn serve_connection(
     stream: TcpStream,
     connection: ConnectionInfo,
-    state: Arc<ServerState>,
+    state: Arc<ArcSwap<ServerState>>,
     mut stop: watch::Receiver<bool>,
     _alive: mpsc::Sender<()>,
 ) {
     let _ = stream.set_nodelay(true);
     let peer = connection.peer;
     let service = hyper::service::service_fn(move |request| {
-        let state = Arc::clone(&state);
+        // Each request sees one whole state, even if a reload swaps it now.
+        let state = state.load_full();
         async move { Ok::<_, std::convert::Infallible>(pipeline::handle(&state, &connection, request).await) }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -100,7 +102,7 @@ async fn serve_connection(
 }
 
 /// Resolves once shutdown has been asked for.
-async fn stopping(stop: &mut watch::Receiver<bool>) {
+pub(super) async fn stopping(stop: &mut watch::Receiver<bool>) {
     // An error means the server is gone, which is shutdown too.
     let _ = stop.wait_for(|stopping| *stopping).await;
 }

@@ -8,12 +8,16 @@
 
 mod listener;
 mod pipeline;
+mod reload;
+
+pub use reload::ReloadHandle;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
@@ -21,7 +25,7 @@ use crate::config::{Config, HostConfig, ModuleLimits, ModuleSource, Value};
 use crate::proxy::TrustedProxies;
 use crate::routing::{Mount, normalize_base_path};
 use crate::vhost::HostTable;
-use crate::wasm::{self, LoadedModule, MountIdentity, WasmError};
+use crate::wasm::{LoadedModule, MountIdentity, WasmError};
 
 /// How long shutdown waits for requests in flight before closing anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -62,7 +66,9 @@ pub(crate) struct ServerState {
 /// A started server: modules loaded, listeners bound, not yet serving.
 pub struct Server {
     listeners: Vec<TcpListener>,
-    state: Arc<ServerState>,
+    state: Arc<ArcSwap<ServerState>>,
+    reloader: reload::Reloader,
+    reload_requests: (mpsc::Sender<()>, mpsc::Receiver<()>),
 }
 
 impl Server {
@@ -70,7 +76,8 @@ impl Server {
         for warning in &config.warnings {
             tracing::warn!("Configuration warning: {warning}");
         }
-        let loaded = load_modules(config).await?;
+        let mut loader = reload::ModuleLoader::new(config)?;
+        let (loaded, versions) = loader.load_all(config).await?;
 
         let listeners = listener::bind_all(&config.http_listeners).await;
         if listeners.is_empty() && !config.http_listeners.is_empty() {
@@ -82,16 +89,18 @@ impl Server {
             tracing::error!("Not listening on any ports; every module will be unreachable");
         }
 
-        let hosts = host_table(config, &loaded, http_port);
-        let state = ServerState {
-            hosts,
-            instances: Arc::new(Semaphore::new(config.limits.pool_size as usize)),
-            limits: config.limits.clone(),
-            errors_detailed: config.errors_detailed,
-            proxies: TrustedProxies::new(config.trusted_proxies.clone()),
-            max_content_size: config.max_content_size,
-        };
-        Ok(Self { listeners, state: Arc::new(state) })
+        let instances = Arc::new(Semaphore::new(config.limits.pool_size as usize));
+        let state = build_state(config, &loaded, http_port, Arc::clone(&instances));
+        let shared = Arc::new(ArcSwap::from_pointee(state));
+        let reloader =
+            reload::Reloader::new(loader, config.clone(), versions, http_port, instances, Arc::clone(&shared));
+        Ok(Self { listeners, state: shared, reloader, reload_requests: mpsc::channel(4) })
+    }
+
+    /// A handle that makes the running server re-read its config file, as
+    /// SIGHUP does.
+    pub fn reload_handle(&self) -> ReloadHandle {
+        ReloadHandle(self.reload_requests.0.clone())
     }
 
     /// The addresses actually bound (port 0 in the config becomes a real port).
@@ -112,6 +121,8 @@ impl Server {
             tokio::spawn(listener::accept_loop(listener, Arc::clone(&self.state), stopped.clone(), alive.clone()));
         }
         drop(alive);
+        let (_, requests) = self.reload_requests;
+        tokio::spawn(self.reloader.run(requests, stopped.clone()));
         shutdown.await;
         tracing::info!("shutting down: not accepting new connections, finishing requests in flight");
         let _ = stop.send(true);
@@ -124,41 +135,29 @@ impl Server {
 
 type LoadedModules = HashMap<(String, ModuleSource), Arc<LoadedModule>>;
 
-/// Compiles, links and pre-instantiates every module the config enables,
-/// each once however many hosts use it.
-async fn load_modules(config: &Config) -> Result<LoadedModules, StartError> {
-    let engine = wasm::engine::build(&config.limits).map_err(StartError::Engine)?;
-    let linker = wasm::linker(&engine)?;
-    let mut loaded = LoadedModules::new();
-    for host in &config.hosts {
-        for enabled in &host.modules {
-            let key = (enabled.name.clone(), enabled.source.clone());
-            if loaded.contains_key(&key) {
-                continue;
-            }
-            let bytes = match &enabled.source {
-                ModuleSource::File(path) => tokio::fs::read(path).await.map_err(|source| StartError::ReadModule {
-                    at: enabled.at.clone(),
-                    module: enabled.name.clone(),
-                    path: path.clone(),
-                    source,
-                })?,
-                ModuleSource::Builtin => crate::builtin::bytes(&enabled.name).unwrap_or_default().to_vec(),
-            };
-            let module = LoadedModule::load(&engine, &linker, &enabled.name, &bytes, &config.limits).await?;
-            tracing::info!(module = enabled.name, source = ?enabled.source, "loaded module");
-            loaded.insert(key, Arc::new(module));
-        }
+/// Everything requests share, built from a config and its loaded modules;
+/// swapped whole on reload.
+fn build_state(
+    config: &Config,
+    loaded: &LoadedModules,
+    http_port: Option<u16>,
+    instances: Arc<Semaphore>,
+) -> ServerState {
+    ServerState {
+        hosts: host_table(config, loaded, http_port),
+        instances,
+        limits: config.limits.clone(),
+        errors_detailed: config.errors_detailed,
+        proxies: TrustedProxies::new(config.trusted_proxies.clone()),
+        max_content_size: config.max_content_size,
     }
-
-    Ok(loaded)
 }
 
 /// What `canto check config` prints: listeners, hosts, and each module with
 /// where it is served, after loading every module exactly as the server
 /// would (so a broken module fails the check too).
 pub async fn describe(config: &Config) -> Result<String, StartError> {
-    let loaded = load_modules(config).await?;
+    let (loaded, _) = reload::ModuleLoader::new(config)?.load_all(config).await?;
     let http_port = config.http_listeners.first().map(|addr| addr.port());
     let addrs = |list: &[SocketAddr]| {
         if list.is_empty() {

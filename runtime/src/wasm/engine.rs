@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, Memory, MemoryType, PoolingAllocationConfig, Store};
+use wasmtime::{
+    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, Memory, MemoryType, PoolingAllocationConfig, Store,
+};
 
 use crate::config::ModuleLimits;
 
@@ -38,9 +40,30 @@ pub fn build(limits: &ModuleLimits) -> wasmtime::Result<Engine> {
             "pooling allocator unavailable (address space too small); modules instantiate on demand, which is slower"
         );
     }
+    match compile_cache() {
+        Ok(cache) => {
+            tracing::debug!("compiled modules are cached in {}", cache.directory().display());
+            config.cache(Some(cache));
+        }
+        Err(error) => tracing::warn!("no compile cache, modules are compiled on every start: {error:#}"),
+    }
     let engine = Engine::new(&config)?;
     start_epoch_ticker(engine.weak());
     Ok(engine)
+}
+
+/// wasmtime's on-disk compile cache, so restarts and reloads of modules it
+/// has seen skip compiling: `$CANTO_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/canto`, else `~/.cache/canto`.
+fn compile_cache() -> wasmtime::Result<Cache> {
+    let dir = std::env::var_os("CANTO_CACHE_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| std::path::PathBuf::from(d).join("canto")))
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache/canto")))
+        .ok_or_else(|| wasmtime::Error::msg("no cache directory: set CANTO_CACHE_DIR or HOME"))?;
+    let mut config = CacheConfig::new();
+    config.with_directory(dir);
+    Cache::new(config)
 }
 
 /// Pooling reserves a large slab of virtual memory up front; probe for it

@@ -14,7 +14,7 @@ mod outbound;
 
 use std::sync::Arc;
 
-pub use host_state::{MountIdentity, RequestFacts, SandboxLimits};
+pub use host_state::{InstanceState, MountIdentity, RequestFacts, SandboxLimits};
 pub use invoke::{Invocation, ModuleBody};
 pub use module::{CorsDefaults, LoadedModule, ModuleMetadata, linker};
 

@@ -1,0 +1,262 @@
+//! Hot reload: new module versions and new config while traffic flows.
+//!
+//! A [`ModuleLoader`] compiles modules off the request path and remembers
+//! them by content hash, so unchanged modules are reused. The
+//! [`Reloader`] polls the module files (a debounced change triggers a
+//! rebuild) and re-reads the config on request (SIGHUP). A rebuild makes a
+//! whole new [`ServerState`] and swaps it in atomically: requests that
+//! started keep the state (and module versions) they started with; the
+//! next request gets the new one. Anything that fails to load leaves the
+//! running state untouched, with a log line saying why.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use tokio::sync::{Semaphore, mpsc, watch};
+use wasmtime::Engine;
+use wasmtime::component::Linker;
+
+use super::{LoadedModules, ServerState, StartError, build_state};
+use crate::config::{Config, ModuleSource};
+use crate::wasm::{self, InstanceState, LoadedModule};
+
+/// How often module files are checked for changes.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// A changed file must stay unchanged this long before it is loaded, so a
+/// write in progress is not picked up half-written.
+const SETTLE_TIME: Duration = Duration::from_millis(150);
+/// Module versions kept loaded beyond the ones in use, so swapping back
+/// (a rollback, or alternating deploys) costs no compile.
+const SPARE_VERSIONS: usize = 8;
+
+/// Compiles modules once per content version.
+pub(crate) struct ModuleLoader {
+    engine: Engine,
+    linker: Linker<InstanceState>,
+    /// Loaded modules by (name, source, content hash).
+    cache: HashMap<(String, ModuleSource, u64), Arc<LoadedModule>>,
+}
+
+/// Module name → content hash of the version being served.
+pub(crate) type Versions = BTreeMap<String, u64>;
+
+impl ModuleLoader {
+    pub fn new(config: &Config) -> Result<Self, StartError> {
+        let engine = wasm::engine::build(&config.limits).map_err(StartError::Engine)?;
+        let linker = wasm::linker(&engine)?;
+        Ok(Self { engine, linker, cache: HashMap::new() })
+    }
+
+    /// Every module the config enables, each loaded once however many hosts
+    /// use it; unchanged ones come from the cache. On error the cache is
+    /// left as it was.
+    pub async fn load_all(&mut self, config: &Config) -> Result<(LoadedModules, Versions), StartError> {
+        let mut loaded = LoadedModules::new();
+        let mut versions = Versions::new();
+        let mut cache = HashMap::new();
+        for host in &config.hosts {
+            for enabled in &host.modules {
+                let key = (enabled.name.clone(), enabled.source.clone());
+                if loaded.contains_key(&key) {
+                    continue;
+                }
+                let bytes = match &enabled.source {
+                    ModuleSource::File(path) => {
+                        tokio::fs::read(path).await.map_err(|source| StartError::ReadModule {
+                            at: enabled.at.clone(),
+                            module: enabled.name.clone(),
+                            path: path.clone(),
+                            source,
+                        })?
+                    }
+                    ModuleSource::Builtin => crate::builtin::bytes(&enabled.name).unwrap_or_default().to_vec(),
+                };
+                let hash = content_hash(&bytes);
+                let cache_key = (enabled.name.clone(), enabled.source.clone(), hash);
+                let module = match self.cache.get(&cache_key) {
+                    Some(module) => Arc::clone(module),
+                    None => {
+                        let module =
+                            LoadedModule::load(&self.engine, &self.linker, &enabled.name, &bytes, &config.limits)
+                                .await?;
+                        tracing::info!(module = enabled.name, version = %format!("{hash:016x}"), source = ?enabled.source, "loaded module");
+                        Arc::new(module)
+                    }
+                };
+                cache.insert(cache_key, Arc::clone(&module));
+                versions.insert(enabled.name.clone(), hash);
+                loaded.insert(key, module);
+            }
+        }
+        let spare: Vec<_> =
+            self.cache.drain().filter(|(key, _)| !cache.contains_key(key)).take(SPARE_VERSIONS).collect();
+        cache.extend(spare);
+        self.cache = cache;
+        Ok((loaded, versions))
+    }
+}
+
+fn content_hash(bytes: &[u8]) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Asks a running server to re-read its config (what SIGHUP does).
+#[derive(Clone)]
+pub struct ReloadHandle(pub(crate) mpsc::Sender<()>);
+
+impl ReloadHandle {
+    pub async fn reload(&self) {
+        let _ = self.0.send(()).await;
+    }
+}
+
+/// (modified time, length) of a module file.
+type Stamp = Option<(SystemTime, u64)>;
+
+pub(crate) struct Reloader {
+    pub loader: ModuleLoader,
+    pub config: Config,
+    pub versions: Versions,
+    pub http_port: Option<u16>,
+    pub instances: Arc<Semaphore>,
+    pub shared: Arc<ArcSwap<ServerState>>,
+    stamps: HashMap<PathBuf, Stamp>,
+    /// Stamps seen changed, and since when, waiting to settle.
+    pending: Option<(HashMap<PathBuf, Stamp>, Instant)>,
+}
+
+impl Reloader {
+    pub fn new(
+        loader: ModuleLoader,
+        config: Config,
+        versions: Versions,
+        http_port: Option<u16>,
+        instances: Arc<Semaphore>,
+        shared: Arc<ArcSwap<ServerState>>,
+    ) -> Self {
+        let stamps = module_stamps(&config);
+        Self { loader, config, versions, http_port, instances, shared, stamps, pending: None }
+    }
+
+    /// Polls module files and serves reload requests until shutdown.
+    pub async fn run(mut self, mut requests: mpsc::Receiver<()>, mut stop: watch::Receiver<bool>) {
+        let mut ticks = tokio::time::interval(POLL_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => self.check_module_files().await,
+                Some(()) = requests.recv() => self.reload_config().await,
+                _ = super::listener::stopping(&mut stop) => return,
+            }
+        }
+    }
+
+    async fn check_module_files(&mut self) {
+        let current = module_stamps(&self.config);
+        if current == self.stamps {
+            self.pending = None;
+            return;
+        }
+        match &self.pending {
+            Some((seen, since)) if *seen == current && since.elapsed() >= SETTLE_TIME => {}
+            Some((seen, _)) if *seen == current => return,
+            _ => {
+                self.pending = Some((current, Instant::now()));
+                return;
+            }
+        }
+        self.pending = None;
+        self.stamps = current;
+        tracing::info!("module files changed; reloading");
+        let config = self.config.clone();
+        if let Err(error) = self.rebuild(config).await {
+            tracing::error!("rejected the new module version, the old one keeps serving: {error}");
+        }
+    }
+
+    async fn reload_config(&mut self) {
+        let Some(path) = self.config.path.clone() else {
+            tracing::warn!("reload asked for, but the server runs without a config file");
+            return;
+        };
+        tracing::info!("re-reading {}", path.display());
+        let config = match Config::load(&path, &crate::builtin::names()) {
+            Ok(config) => config,
+            Err(error) => {
+                tracing::error!("config rejected, the running config stays: {error}");
+                return;
+            }
+        };
+        for warning in &config.warnings {
+            tracing::warn!("Configuration warning: {warning}");
+        }
+        if config.http_listeners != self.config.http_listeners {
+            tracing::warn!("http_ports/http_interfaces changed: listeners change on restart; the current ones stay");
+        }
+        if config.limits.pool_size != self.config.limits.pool_size
+            || config.limits.memory_bytes != self.config.limits.memory_bytes
+        {
+            tracing::warn!("http_module_pool_size/http_module_memory_limit size the engine: they change on restart");
+        }
+        match self.rebuild(config).await {
+            Ok(()) => {
+                self.stamps = module_stamps(&self.config);
+                tracing::info!("config reloaded");
+            }
+            Err(error) => tracing::error!("config rejected, the running config stays: {error}"),
+        }
+    }
+
+    /// Loads what `config` needs and swaps the new state in.
+    async fn rebuild(&mut self, config: Config) -> Result<(), StartError> {
+        let (loaded, versions) = self.loader.load_all(&config).await?;
+        log_changes(&self.config, &self.versions, &config, &versions);
+        let state = build_state(&config, &loaded, self.http_port, Arc::clone(&self.instances));
+        self.shared.store(Arc::new(state));
+        self.config = config;
+        self.versions = versions;
+        Ok(())
+    }
+}
+
+fn module_stamps(config: &Config) -> HashMap<PathBuf, Stamp> {
+    let files = config.hosts.iter().flat_map(|h| &h.modules).filter_map(|m| match &m.source {
+        ModuleSource::File(path) => Some(path.clone()),
+        ModuleSource::Builtin => None,
+    });
+    files
+        .map(|path| {
+            let stamp = std::fs::metadata(&path).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
+            (path, stamp)
+        })
+        .collect()
+}
+
+/// One line per change: module versions by content hash, hosts added or removed.
+fn log_changes(old: &Config, old_versions: &Versions, new: &Config, new_versions: &Versions) {
+    for (name, hash) in new_versions {
+        match old_versions.get(name) {
+            None => tracing::info!("module {name} added (version {hash:016x})"),
+            Some(old_hash) if old_hash != hash => {
+                tracing::info!("module {name} replaced: version {old_hash:016x} -> {hash:016x}")
+            }
+            Some(_) => {}
+        }
+    }
+    for name in old_versions.keys().filter(|name| !new_versions.contains_key(*name)) {
+        tracing::info!("module {name} removed");
+    }
+    let names = |config: &Config| config.hosts.iter().map(|h| h.name.clone()).collect::<Vec<_>>();
+    let (before, after) = (names(old), names(new));
+    for host in after.iter().filter(|h| !before.contains(h)) {
+        tracing::info!("host {host} added");
+    }
+    for host in before.iter().filter(|h| !after.contains(h)) {
+        tracing::info!("host {host} removed");
+    }
+}
