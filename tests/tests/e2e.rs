@@ -250,10 +250,10 @@ mod failures {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_module_that_never_answers_gets_500() {
-        let server = TestServer::start(TRAP).await;
-        assert_eq!(server.get("trap.test", "/trap/silent").await.status(), 500);
-        wait_for_log(&["returned without setting a response", "http_trap"]).await;
-        assert_eq!(server.get("trap.test", "/trap/ok").await.status(), 200);
+        let server = TestServer::start("VirtualHost \"silent.test\"\nmodules_enabled = { \"http_trap\" }\n").await;
+        assert_eq!(server.get("silent.test", "/trap/silent").await.status(), 500);
+        wait_for_log(&["returned without setting a response", "module=http_trap", "host=silent.test"]).await;
+        assert_eq!(server.get("silent.test", "/trap/ok").await.status(), 200);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,7 +301,7 @@ mod lifecycle {
         assert!(response.ends_with("helloworld"), "{response}");
         tokio::time::timeout(Duration::from_secs(15), finished).await.unwrap().unwrap();
         assert!(TcpStream::connect(addr).await.is_err(), "a stopped server must not accept connections");
-        assert!(!log_lines_with(&["shutdown complete"]).is_empty());
+        assert!(!log_lines_with(&["shutdown complete", &addr.to_string()]).is_empty());
     }
 }
 
@@ -1159,7 +1159,8 @@ mod sandbox {
         .await;
         assert_eq!(statuses, [504, 504, 504, 504]);
         assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
-        wait_for_log(&["module=http_loop", "host=h.test", "stopped after using its time (CPU time)"]).await;
+        wait_for_log(&["answered 504", "module=http_loop", "host=h.test", "stopped after using its time (CPU time)"])
+            .await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1167,7 +1168,13 @@ mod sandbox {
         let (server, _dir) = hostile_server().await;
         let (status, _) = while_serving_hello(&server, status_and_text(&server, "/membomb/")).await;
         assert_eq!(status, 500);
-        wait_for_log(&["module failed", "module=http_membomb", "host=h.test"]).await;
+        wait_for_log(&[
+            "module failed, answered 500",
+            "module=http_membomb",
+            "host=h.test",
+            "forcing trap when growing memory",
+        ])
+        .await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

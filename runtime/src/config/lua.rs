@@ -191,8 +191,8 @@ impl Reader<'_> {
         }
         let at = location(file, call);
         match directive.as_str() {
-            "VirtualHost" | "Host" | "host" => self.open_host(file, &at, args, scope),
-            "Component" | "component" => self.open_component(file, &at, args, scope),
+            "VirtualHost" | "Host" | "host" => self.open_host(&at, args, scope),
+            "Component" | "component" => self.open_component(&at, args, scope),
             "Include" | "include" => {
                 let [Spanned { value: Value::String(pattern), .. }] = args.as_slice() else {
                     return Err(ConfigError::Invalid { at, message: "expected `Include \"path\"`".into() });
@@ -229,13 +229,7 @@ impl Reader<'_> {
         value.ok_or_else(|| invalid(file, arg, "expected one string or table argument"))
     }
 
-    fn open_host(
-        &mut self,
-        file: &Arc<Path>,
-        at: &Location,
-        args: Vec<Spanned>,
-        scope: &mut Scope,
-    ) -> Result<(), ConfigError> {
+    fn open_host(&mut self, at: &Location, args: Vec<Spanned>, scope: &mut Scope) -> Result<(), ConfigError> {
         let mut args = args.into_iter();
         let name = host_name(args.next(), at)?;
         let options = match (args.next(), args.next()) {
@@ -257,16 +251,10 @@ impl Reader<'_> {
             }
         };
         let index = self.section(at, name, SectionKind::VirtualHost)?;
-        self.enter(file, index, options, scope)
+        self.enter(index, options, scope)
     }
 
-    fn open_component(
-        &mut self,
-        file: &Arc<Path>,
-        at: &Location,
-        args: Vec<Spanned>,
-        scope: &mut Scope,
-    ) -> Result<(), ConfigError> {
+    fn open_component(&mut self, at: &Location, args: Vec<Spanned>, scope: &mut Scope) -> Result<(), ConfigError> {
         let mut args = args.into_iter();
         let name = host_name(args.next(), at)?;
         let (module, options) = match (args.next(), args.next(), args.next()) {
@@ -286,7 +274,7 @@ impl Reader<'_> {
             }
         };
         let index = self.section(at, name, SectionKind::Component { module })?;
-        self.enter(file, index, options, scope)
+        self.enter(index, options, scope)
     }
 
     /// Finds or creates the section; a name used as both host kinds is an error.
@@ -320,21 +308,19 @@ impl Reader<'_> {
     /// and returns to global scope, as Prosody does.
     fn enter(
         &mut self,
-        _file: &Arc<Path>,
         index: usize,
         options: Option<(Table, Location)>,
         scope: &mut Scope,
     ) -> Result<(), ConfigError> {
         match options {
             None => *scope = Scope::Host(index),
-            Some((table, at)) => {
+            Some((table, _)) => {
                 if let Some(item) = table.array.first() {
                     return Err(ConfigError::Invalid {
                         at: item.at.clone(),
                         message: "host option tables take `name = value` entries only".into(),
                     });
                 }
-                let _ = at;
                 for (key, value) in table.map {
                     let TableKey::String(key) = key else {
                         return Err(ConfigError::Invalid {

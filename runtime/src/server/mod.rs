@@ -111,6 +111,7 @@ impl Server {
     /// Serves until `shutdown` completes, then stops accepting and gives
     /// requests in flight up to [`SHUTDOWN_GRACE`] to finish.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let addrs = self.local_addrs().iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
         let (stop, stopped) = watch::channel(false);
         // Every accept loop and connection holds a sender; when all are
         // dropped, `recv` returns and the drain is complete.
@@ -127,7 +128,7 @@ impl Server {
         tracing::info!("shutting down: not accepting new connections, finishing requests in flight");
         let _ = stop.send(true);
         match tokio::time::timeout(SHUTDOWN_GRACE, all_done.recv()).await {
-            Ok(_) => tracing::info!("shutdown complete"),
+            Ok(_) => tracing::info!("shutdown complete ({addrs})"),
             Err(_) => tracing::warn!("requests still running after {SHUTDOWN_GRACE:?}; closing them"),
         }
     }

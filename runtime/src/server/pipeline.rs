@@ -78,6 +78,7 @@ pub async fn handle(
     let response = match dispatch(state, connection, request, &mut reached).await {
         Ok(response) => response,
         Err(refusal) => {
+            let response = refusal.response(state.errors_detailed);
             if let Refusal::Module(error) = &refusal {
                 if let WasmError::Failed { cause, .. } = error {
                     tracing::debug!("{cause:?}");
@@ -85,10 +86,11 @@ pub async fn handle(
                 tracing::error!(
                     host = %reached.host.as_deref().unwrap_or("-"),
                     module = %reached.module.as_deref().unwrap_or("-"),
-                    "module failed, answered 500: {error}"
+                    "module failed, answered {}: {error}",
+                    response.status().as_u16()
                 );
             }
-            refusal.response(state.errors_detailed)
+            response
         }
     };
 
@@ -135,9 +137,10 @@ async fn dispatch(
     };
     reached.host = Some(mount.host.clone());
     reached.module = Some(mount.module.name.clone());
-    if request.uri().authority().is_none() && !request.headers().contains_key(http::header::HOST) {
-        // Reached through http_default_host with no Host at all: modules
-        // (and wasi:http) see the host that answered.
+    let usable_host = request.headers().get(http::header::HOST).is_some_and(|h| h.to_str().is_ok());
+    if request.uri().authority().is_none() && !usable_host {
+        // Reached through http_default_host with no (or an unreadable)
+        // Host: modules, and wasi:http, see the host that answered.
         if let Ok(host) = http::HeaderValue::from_str(&site.name) {
             request.headers_mut().insert(http::header::HOST, host);
         }
@@ -179,10 +182,7 @@ async fn dispatch(
         module: Arc::clone(&mount.module),
         mount: Arc::clone(&mount.identity),
         facts,
-        sandbox: SandboxLimits {
-            memory_bytes: state.limits.memory_bytes,
-            max_header_bytes: state.limits.max_header_bytes,
-        },
+        sandbox: SandboxLimits::from(&state.limits),
         timeout: state.limits.timeout,
         wall_timeout: state.limits.wall_timeout,
         max_response_bytes: state.limits.max_response_bytes,

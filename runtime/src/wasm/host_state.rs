@@ -24,6 +24,17 @@ pub struct SandboxLimits {
     pub max_header_bytes: u64,
 }
 
+impl From<&crate::config::ModuleLimits> for SandboxLimits {
+    fn from(limits: &crate::config::ModuleLimits) -> Self {
+        Self { memory_bytes: limits.memory_bytes, max_header_bytes: limits.max_header_bytes }
+    }
+}
+
+/// Resources (headers, streams, bodies…) one instance may hold at once.
+/// Each lives in host memory, outside the guest's memory limit, so a guest
+/// must not be able to create them without bound.
+const MAX_RESOURCES: usize = 4096;
+
 /// Facts the server established about a request, answered by
 /// `canto:http/context`.
 #[derive(Clone, Debug)]
@@ -80,8 +91,10 @@ impl InstanceState {
             .build();
         let mut http = WasiHttpCtx::new();
         http.set_field_size_limit(usize::try_from(limits.max_header_bytes).unwrap_or(usize::MAX));
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         Self {
-            table: ResourceTable::new(),
+            table,
             wasi: wasi.build(),
             http,
             outbound: OutboundPolicy::new(Arc::clone(&mount.grants.outgoing)),
@@ -136,6 +149,7 @@ impl context::Host for InstanceState {
 
 impl log::Host for InstanceState {
     fn log(&mut self, level: log::Level, message: String) {
+        let message = printable(&message);
         let (module, host) = (&self.mount.module, &self.mount.host);
         match level {
             log::Level::Debug => tracing::debug!(target: "canto::module", %module, %host, "{message}"),
@@ -177,7 +191,7 @@ struct LineLogger {
 impl LineLogger {
     fn emit(&self, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
-        let text = text.trim_end_matches(['\r', '\n']);
+        let text = printable(text.trim_end_matches(['\r', '\n']));
         tracing::info!(
             target: "canto::module",
             module = %self.mount.module,
@@ -218,4 +232,10 @@ impl Drop for LineLogger {
             self.emit(&line);
         }
     }
+}
+
+/// Guest text with control characters escaped, so a module cannot forge
+/// log lines (embedded newlines) or drive the operator's terminal.
+fn printable(text: &str) -> String {
+    text.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
 }

@@ -48,17 +48,7 @@ impl Invocation {
         let scheme = if facts.secure { Scheme::Https } else { Scheme::Http };
         let mut store = Store::new(module.proxy.engine(), InstanceState::new(mount, Some(facts), &sandbox));
         store.limiter(|state| &mut state.limits);
-        let budget = engine::ticks(timeout);
-        let mut used = 0;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            used += 1;
-            if used >= budget {
-                return Ok(UpdateDeadline::Interrupt);
-            }
-            // Yield through tokio's queue so a busy guest shares the worker.
-            Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
-        });
+        deadline(&mut store, timeout);
 
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let incoming = store.data_mut().http().new_incoming_request(scheme, request).map_err(failed)?;
@@ -69,7 +59,6 @@ impl Invocation {
         let proxy_pre = module.proxy.clone();
         let guest_name = module.name.clone();
         let guest = tokio::spawn(async move {
-            let _permits = permits;
             let call = async {
                 let proxy = proxy_pre.instantiate_async(&mut store).await?;
                 proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await
@@ -80,23 +69,75 @@ impl Invocation {
             if outcome.is_err() {
                 tracing::warn!(module = %guest_name, "module stopped after {wall_timeout:?} of wall-clock time");
             }
+            // Free the instance's pool slot before the permits that count it.
+            drop(store);
+            drop(permits);
             outcome
         });
+        // If the client goes away before the response head, stop the guest
+        // rather than let it hold its permits until the wall-clock deadline.
+        let mut guest = AbortOnDrop(Some(guest));
 
         let timed_out = |module: &Arc<str>, limit| WasmError::Timeout { module: module.clone(), limit };
         match receiver.await {
-            Ok(Ok(response)) => Ok(limit_body(response, max_response_bytes, module.name.clone())),
+            Ok(Ok(response)) => {
+                guest.detach(); // it streams the body from here on
+                Ok(limit_body(response, max_response_bytes, module.name.clone()))
+            }
             Ok(Err(code)) => Err(WasmError::ErrorResponse { module: module.name.clone(), code: format!("{code:?}") }),
             // The response slot was dropped unset: find out why.
-            Err(_) => match guest.await {
-                Ok(Ok(Ok(()))) => Err(WasmError::NoResponse { module: module.name.clone() }),
-                Ok(Ok(Err(cause))) if cause.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => {
-                    Err(timed_out(&module.name, "CPU time"))
+            Err(_) => {
+                let Some(task) = guest.take() else {
+                    return Err(WasmError::NoResponse { module: module.name.clone() });
+                };
+                match task.await {
+                    Ok(Ok(Ok(()))) => Err(WasmError::NoResponse { module: module.name.clone() }),
+                    Ok(Ok(Err(cause))) if cause.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => {
+                        Err(timed_out(&module.name, "CPU time"))
+                    }
+                    Ok(Ok(Err(cause))) => Err(failed(cause)),
+                    Ok(Err(_elapsed)) => Err(timed_out(&module.name, "wall-clock time")),
+                    Err(join) => Err(failed(wasmtime::Error::msg(format!("guest task failed: {join}")))),
                 }
-                Ok(Ok(Err(cause))) => Err(failed(cause)),
-                Ok(Err(_elapsed)) => Err(timed_out(&module.name, "wall-clock time")),
-                Err(join) => Err(failed(wasmtime::Error::msg(format!("guest task failed: {join}")))),
-            },
+            }
+        }
+    }
+}
+
+/// Gives a guest its CPU budget: it yields to other tasks at every epoch
+/// tick and is interrupted once `budget` of running time is used.
+pub(super) fn deadline(store: &mut Store<InstanceState>, budget: Duration) {
+    let budget = engine::ticks(budget);
+    let mut used = 0;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        used += 1;
+        if used >= budget {
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        // Yield through tokio's queue so a busy guest shares the worker.
+        Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+    });
+}
+
+/// A guest task that is aborted if dropped before it is detached.
+struct AbortOnDrop<T>(Option<tokio::task::JoinHandle<T>>);
+
+impl<T> AbortOnDrop<T> {
+    fn detach(&mut self) {
+        self.0 = None;
+    }
+
+    /// The task itself, to await to its end.
+    fn take(&mut self) -> Option<tokio::task::JoinHandle<T>> {
+        self.0.take()
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            handle.abort();
         }
     }
 }

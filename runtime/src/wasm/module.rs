@@ -105,10 +105,9 @@ async fn read_metadata(
         options: Default::default(),
         grants: Default::default(),
     });
-    let sandbox = SandboxLimits { memory_bytes: limits.memory_bytes, max_header_bytes: limits.max_header_bytes };
-    let mut store = Store::new(engine, InstanceState::new(mount, None, &sandbox));
+    let mut store = Store::new(engine, InstanceState::new(mount, None, &SandboxLimits::from(limits)));
     store.limiter(|state| &mut state.limits);
-    store.set_epoch_deadline(super::engine::ticks(std::time::Duration::from_secs(5)));
+    super::invoke::deadline(&mut store, std::time::Duration::from_secs(5));
     let describe = async {
         let instance = pre.instantiate_async(&mut store).await?;
         instance.canto_http_metadata().call_describe(&mut store).await
