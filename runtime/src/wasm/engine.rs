@@ -32,13 +32,14 @@ pub fn build(limits: &ModuleLimits) -> wasmtime::Result<Engine> {
             .total_tables(instances.saturating_mul(2))
             .total_stacks(instances)
             .max_memory_size(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX))
-            .max_unused_warm_slots(instances / 10)
+            // Warm slots keep their resident pages; bound how many there are.
+            .max_unused_warm_slots((instances / 10).min(32))
             // Resetting an instance's memory with madvise costs TLB-shootdown
             // IPIs across cores, which dominated a profile of the hello
             // benchmark: reset the pages a request dirtied in place instead
             // (PAGEMAP_SCAN on Linux 6.7+), and batch what is decommitted.
             .pagemap_scan(Enabled::Auto)
-            .linear_memory_keep_resident(4 << 20)
+            .linear_memory_keep_resident(1 << 20)
             .table_keep_resident(64 << 10)
             .async_stack_keep_resident(128 << 10)
             .decommit_batch_size(64);
