@@ -9,6 +9,7 @@
 //! - [`server`]: binds listeners, accepts connections, graceful shutdown,
 //!   and the request pipeline (host → route → module → response).
 //! - [`vhost`]: which configured host a request is for.
+//! - [`tls`]: HTTPS certificates, chosen per name (SNI) as Prosody finds them.
 //! - [`proxy`]: trusted reverse proxies: the real client IP and scheme.
 //! - [`cors`]: CORS headers and preflight answers.
 //! - [`routing`]: which module on a host serves a path.
@@ -28,6 +29,7 @@ pub mod proxy;
 pub mod routing;
 pub mod server;
 pub mod telemetry;
+pub mod tls;
 pub mod vhost;
 pub mod wasm;
 

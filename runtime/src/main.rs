@@ -38,6 +38,9 @@ enum CheckWhat {
     /// Parse and validate the config, load every module, and show what
     /// would be served; exits non-zero on any error.
     Config,
+    /// Show, for each https port and host, which certificate would be
+    /// served, its names and expiry; exits non-zero on any problem.
+    Certs,
 }
 
 fn main() -> ExitCode {
@@ -61,6 +64,13 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
+    if let Some(Command::Check { what: CheckWhat::Certs }) = args.command {
+        let mut ports: Vec<u16> = config.https_listeners.iter().map(|addr| addr.port()).collect();
+        ports.dedup();
+        let (report, problems) = canto::tls::describe(&config.tls, &ports);
+        print!("{report}");
+        return if problems == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+    }
     if let Some(Command::Check { what: CheckWhat::Config }) = args.command {
         for warning in &config.warnings {
             println!("warning: {warning}");
@@ -95,47 +105,59 @@ fn serve(config: Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         tracing::info!("canto {} starting with {}", env!("CARGO_PKG_VERSION"), config.origin);
+        let shutdown = shutdown_signal();
         let server = Server::start(&config).await.context("cannot start")?;
         reload_on_sighup(server.reload_handle());
-        server.run(shutdown_signal()).await;
+        server.run(shutdown).await;
         Ok(())
     })
 }
 
 /// SIGHUP re-reads the config, as it does for Prosody.
 fn reload_on_sighup(handle: canto::server::ReloadHandle) {
+    // Installed before the server is up: SIGHUP's default action kills.
     #[cfg(unix)]
-    tokio::spawn(async move {
-        let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            Ok(signal) => signal,
-            Err(error) => return tracing::warn!(%error, "cannot watch SIGHUP; config reload is unavailable"),
-        };
-        while hangups.recv().await.is_some() {
-            handle.reload().await;
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hangups) => {
+            tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    handle.reload().await;
+                }
+            });
         }
-    });
+        Err(error) => tracing::warn!(%error, "cannot watch SIGHUP; config reload is unavailable"),
+    }
     #[cfg(not(unix))]
     drop(handle);
 }
 
-/// Resolves on the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Resolves on the first SIGINT or SIGTERM. The handlers are installed
+/// now, before the server says it is listening, so a signal sent as soon
+/// as it is up is never the default (abrupt) exit.
+fn shutdown_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::warn!(%error, "cannot watch SIGTERM; only SIGINT stops the server");
-                let _ = interrupt.await;
-                return;
+        use tokio::signal::unix::{SignalKind, signal};
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            match (interrupt, terminate) {
+                (Ok(mut interrupt), Ok(mut terminate)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
+                }
+                (interrupt, terminate) => {
+                    let error = interrupt.err().or(terminate.err()).map(|e| e.to_string()).unwrap_or_default();
+                    tracing::warn!(%error, "cannot watch SIGINT/SIGTERM; only Ctrl-C stops the server");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
         }
     }
     #[cfg(not(unix))]
-    let _ = interrupt.await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

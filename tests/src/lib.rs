@@ -10,9 +10,13 @@ use std::time::Duration;
 use canto::{Config, Server};
 use tokio::sync::oneshot;
 
+pub mod tls;
+
 /// A running server; dropping it stops it.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The first https address, when the config opens one.
+    pub https_addr: Option<SocketAddr>,
     /// Re-reads the config file, as SIGHUP does.
     pub reload: canto::server::ReloadHandle,
     stop: Option<oneshot::Sender<()>>,
@@ -23,10 +27,12 @@ pub struct TestServer {
 
 /// Config lines every test server gets: an ephemeral loopback port, a
 /// plugin directory holding every guest module, and a small instance pool
-/// (many servers share one test process's address space).
-fn preamble(dir: &std::path::Path) -> String {
+/// (many servers share one test process's address space). https is off
+/// unless the test's config sets `https_ports`.
+fn preamble(dir: &std::path::Path, config: &str) -> String {
+    let https = if config.contains("https_ports") { "" } else { "https_ports = { }\n" };
     format!(
-        "http_ports = {{ 0 }}\nhttp_interfaces = {{ \"127.0.0.1\" }}\nplugin_paths = {{ {:?} }}\nhttp_module_pool_size = 256\n",
+        "http_ports = {{ 0 }}\nhttp_interfaces = {{ \"127.0.0.1\" }}\n{https}plugin_paths = {{ {:?} }}\nhttp_module_pool_size = 256\n",
         dir.join("plugins").display().to_string()
     )
 }
@@ -65,17 +71,18 @@ impl TestServer {
             std::fs::copy(path, plugins.join(format!("mod_{name}.wasm"))).map_err(|e| e.to_string())?;
         }
         let config_path = dir.path().join("prosody.cfg.lua");
-        let text = format!("{}{config}", preamble(dir.path()));
+        let text = format!("{}{config}", preamble(dir.path(), config));
         std::fs::write(&config_path, &text).map_err(|e| e.to_string())?;
         let config = Config::load(&config_path, &canto::builtin::names()).map_err(|e| e.to_string())?;
         let server = Server::start(&config).await.map_err(|e| e.to_string())?;
         let addr = server.local_addrs()[0];
+        let https_addr = server.local_https_addrs().first().copied();
         let reload = server.reload_handle();
         let (stop, stopped) = oneshot::channel::<()>();
         let finished = tokio::spawn(server.run(async {
             let _ = stopped.await;
         }));
-        Ok(TestServer { addr, reload, stop: Some(stop), finished: Some(finished), dir })
+        Ok(TestServer { addr, https_addr, reload, stop: Some(stop), finished: Some(finished), dir })
     }
 
     /// `http://<host>:<port><path>`; the client resolves every host to us.
@@ -136,7 +143,7 @@ impl TestServer {
     /// Replaces the config file (keeping the preamble), as an operator
     /// would before SIGHUP.
     pub fn rewrite_config(&self, config: &str) {
-        let text = format!("{}{config}", preamble(self.dir.path()));
+        let text = format!("{}{config}", preamble(self.dir.path(), config));
         std::fs::write(self.dir.path().join("prosody.cfg.lua"), text).expect("rewrite config");
     }
 

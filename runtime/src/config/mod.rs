@@ -9,6 +9,7 @@
 mod known;
 mod lua;
 mod source;
+mod tls;
 mod typed;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use typed::{ServiceDefaults, boolean, listeners, positive_integer, spanned_strin
 
 pub use lua::{HostSection, Options, RawConfig, SectionKind};
 pub use source::{Location, Spanned, Table, TableKey, Value};
+pub use tls::{CertPair, HostTls, PortPaths, SslOption, TlsSettings};
 
 /// Why a config was refused.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +47,8 @@ pub enum ConfigError {
 /// localhost:5280.
 pub const BUILTIN_DEFAULT: &str = r#"-- canto's built-in default config.
 -- http_ports and http_interfaces keep Prosody's defaults: 5280 on 127.0.0.1 and ::1.
+-- The demo has no certificates, so no https listener either.
+https_ports = { }
 VirtualHost "localhost"
     modules_enabled = { "http_hello", "http_whoami", "http_echo" }
 "#;
@@ -84,6 +88,8 @@ pub struct Config {
     pub http_listeners: Vec<SocketAddr>,
     /// Addresses the `https` service listens on (`https_ports` × `https_interfaces`).
     pub https_listeners: Vec<SocketAddr>,
+    /// Where the https service finds its certificates.
+    pub tls: TlsSettings,
     /// Server-wide CORS settings (`access_control_*`).
     pub cors: CorsSettings,
     /// `trusted_proxies`: peers whose forwarding headers are believed.
@@ -262,6 +268,12 @@ impl HostOptions {
         self.host.get(name).or_else(|| self.global.get(name))
     }
 
+    /// The host's own value only, for options whose global value means
+    /// something else (`certificate`, `https_ssl`).
+    pub fn get_own(&self, name: &str) -> Option<&Spanned> {
+        self.host.get(name)
+    }
+
     /// The global value only, for options whose tables merge (`http_paths`).
     pub fn get_global(&self, name: &str) -> Option<&Spanned> {
         self.global.get(name)
@@ -276,7 +288,7 @@ impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path, builtins: BuiltinNames<'_>) -> Result<Self, ConfigError> {
         let raw = lua::read_file(path, &|name| std::env::var(name).ok())?;
-        let mut config = Self::from_raw(path.display().to_string(), raw, builtins)?;
+        let mut config = Self::from_raw(path.display().to_string(), config_dir(path), raw, builtins)?;
         config.path = Some(path.to_path_buf());
         Ok(config)
     }
@@ -285,16 +297,21 @@ impl Config {
     /// relative paths.
     pub fn from_text(path: &Path, text: &str, builtins: BuiltinNames<'_>) -> Result<Self, ConfigError> {
         let raw = lua::read_str(path, text, &|name| std::env::var(name).ok())?;
-        Self::from_raw(path.display().to_string(), raw, builtins)
+        Self::from_raw(path.display().to_string(), config_dir(path), raw, builtins)
     }
 
     /// The config used when none is given.
     pub fn builtin_default(builtins: BuiltinNames<'_>) -> Result<Self, ConfigError> {
         let raw = lua::read_str(Path::new("<built-in default>"), BUILTIN_DEFAULT, &|_| None)?;
-        Self::from_raw("built-in default".into(), raw, builtins)
+        Self::from_raw("built-in default".into(), PathBuf::new(), raw, builtins)
     }
 
-    fn from_raw(origin: String, raw: RawConfig, builtins: BuiltinNames<'_>) -> Result<Self, ConfigError> {
+    fn from_raw(
+        origin: String,
+        config_dir: PathBuf,
+        raw: RawConfig,
+        builtins: BuiltinNames<'_>,
+    ) -> Result<Self, ConfigError> {
         let global = Arc::new(raw.global);
         let plugin_paths = match global.get("plugin_paths") {
             Some(value) => {
@@ -394,6 +411,7 @@ impl Config {
         let https_defaults =
             ServiceDefaults { port: 5281, interfaces_option: "interfaces", interfaces: &ALL_INTERFACES };
         let https_listeners = listeners(&global, "https", https_defaults)?;
+        let tls = tls::tls_settings(&global, config_dir, &hosts)?;
         let cors = cors_settings(&global)?;
         let trusted_proxies = match global.get("trusted_proxies") {
             Some(value) => typed::networks(value, "trusted_proxies")?,
@@ -415,6 +433,7 @@ impl Config {
             path: None,
             http_listeners,
             https_listeners,
+            tls,
             cors,
             trusted_proxies,
             max_content_size,
@@ -427,6 +446,11 @@ impl Config {
             warnings,
         })
     }
+}
+
+/// The directory relative paths in a config file are resolved against.
+fn config_dir(path: &Path) -> PathBuf {
+    path.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 fn cors_settings(global: &Options) -> Result<CorsSettings, ConfigError> {

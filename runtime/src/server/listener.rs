@@ -1,6 +1,7 @@
 //! Accepting connections: bind each listener, accept in a loop that never
-//! dies, and serve each connection in its own task (HTTP/1.1 with
-//! keep-alive, or HTTP/2 when the client starts with its preface).
+//! dies, and serve each connection in its own task: the TLS handshake on
+//! https ports, then HTTP/1.1 with keep-alive, or HTTP/2 (by ALPN over TLS,
+//! or when a plain client starts with the HTTP/2 preface).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,8 +11,10 @@ use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use socket2::{Domain, Socket, Type};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
 
 use super::ServerState;
 use super::pipeline::{self, ConnectionInfo};
@@ -19,6 +22,8 @@ use super::pipeline::{self, ConnectionInfo};
 /// A client that has not finished sending its request head by then is
 /// dropped, so slow clients cannot hold connections open for free.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// A TLS handshake that takes longer is abandoned (Prosody allows 60 s).
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Binds every address; one that fails is logged and skipped, as Prosody
 /// does, so a machine without IPv6 still serves on IPv4.
@@ -46,8 +51,10 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
+/// Accepts until shutdown; `tls` makes this an https listener.
 pub async fn accept_loop(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     state: Arc<ArcSwap<ServerState>>,
     mut stop: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
@@ -56,8 +63,27 @@ pub async fn accept_loop(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let connection = ConnectionInfo { peer, secure: false };
-                    tokio::spawn(serve_connection(stream, connection, Arc::clone(&state), stop.clone(), alive.clone()));
+                    let _ = stream.set_nodelay(true);
+                    let (state, stop, alive) = (Arc::clone(&state), stop.clone(), alive.clone());
+                    match &tls {
+                        None => {
+                            let connection = ConnectionInfo { peer, secure: false };
+                            tokio::spawn(serve_connection(stream, connection, state, stop, alive));
+                        }
+                        Some(tls) => {
+                            let handshake = tls.accept(stream);
+                            tokio::spawn(async move {
+                                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
+                                    Ok(Ok(stream)) => {
+                                        let connection = ConnectionInfo { peer, secure: true };
+                                        serve_connection(stream, connection, state, stop, alive).await;
+                                    }
+                                    Ok(Err(error)) => tracing::debug!(client.addr = %peer, %error, "TLS handshake failed"),
+                                    Err(_) => tracing::debug!(client.addr = %peer, "TLS handshake timed out"),
+                                }
+                            });
+                        }
+                    }
                 }
                 Err(error) => {
                     // Usually out of file descriptors: back off instead of spinning.
@@ -70,14 +96,13 @@ pub async fn accept_loop(
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
     connection: ConnectionInfo,
     state: Arc<ArcSwap<ServerState>>,
     mut stop: watch::Receiver<bool>,
     _alive: mpsc::Sender<()>,
 ) {
-    let _ = stream.set_nodelay(true);
     let peer = connection.peer;
     let service = hyper::service::service_fn(move |request| {
         // Each request sees one whole state, even if a reload swaps it now.

@@ -20,6 +20,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, HostConfig, ModuleLimits, ModuleSource, Value};
 use crate::proxy::TrustedProxies;
@@ -63,9 +64,18 @@ pub(crate) struct ServerState {
     pub max_content_size: u64,
 }
 
+/// Where modules are reachable, for the URLs they are told (spec §3e:
+/// https when an https port is open, else http).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PublicListener {
+    pub scheme: &'static str,
+    pub port: u16,
+}
+
 /// A started server: modules loaded, listeners bound, not yet serving.
 pub struct Server {
     listeners: Vec<TcpListener>,
+    https_listeners: Vec<(TcpListener, TlsAcceptor)>,
     state: Arc<ArcSwap<ServerState>>,
     reloader: reload::Reloader,
     reload_requests: (mpsc::Sender<()>, mpsc::Receiver<()>),
@@ -84,17 +94,31 @@ impl Server {
             let tried = config.http_listeners.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
             return Err(StartError::NoListeners(tried));
         }
-        let http_port = listeners.first().and_then(|l| l.local_addr().ok()).map(|a| a.port());
-        if http_port.is_none() {
+        let mut certificates = crate::tls::HttpsCertificates::default();
+        let https_listeners = open_https(config, &mut certificates).await;
+
+        let port_of = |listener: &TcpListener| listener.local_addr().ok().map(|a| a.port());
+        let public = match https_listeners.first().and_then(|(l, _)| port_of(l)) {
+            Some(port) => Some(PublicListener { scheme: "https", port }),
+            None => listeners.first().and_then(port_of).map(|port| PublicListener { scheme: "http", port }),
+        };
+        if public.is_none() {
             tracing::error!("Not listening on any ports; every module will be unreachable");
         }
 
         let instances = Arc::new(Semaphore::new(config.limits.pool_size as usize));
-        let state = build_state(config, &loaded, http_port, Arc::clone(&instances));
+        let state = build_state(config, &loaded, public, Arc::clone(&instances));
         let shared = Arc::new(ArcSwap::from_pointee(state));
-        let reloader =
-            reload::Reloader::new(loader, config.clone(), versions, http_port, instances, Arc::clone(&shared));
-        Ok(Self { listeners, state: shared, reloader, reload_requests: mpsc::channel(4) })
+        let reloader = reload::Reloader::new(
+            loader,
+            certificates,
+            config.clone(),
+            versions,
+            public,
+            instances,
+            Arc::clone(&shared),
+        );
+        Ok(Self { listeners, https_listeners, state: shared, reloader, reload_requests: mpsc::channel(4) })
     }
 
     /// A handle that makes the running server re-read its config file, as
@@ -103,15 +127,26 @@ impl Server {
         ReloadHandle(self.reload_requests.0.clone())
     }
 
-    /// The addresses actually bound (port 0 in the config becomes a real port).
+    /// The http addresses actually bound (port 0 in the config becomes a real port).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+    }
+
+    /// The https addresses actually bound.
+    pub fn local_https_addrs(&self) -> Vec<SocketAddr> {
+        self.https_listeners.iter().filter_map(|(l, _)| l.local_addr().ok()).collect()
     }
 
     /// Serves until `shutdown` completes, then stops accepting and gives
     /// requests in flight up to [`SHUTDOWN_GRACE`] to finish.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let addrs = self.local_addrs().iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        let addrs = self
+            .local_addrs()
+            .iter()
+            .chain(&self.local_https_addrs())
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
         let (stop, stopped) = watch::channel(false);
         // Every accept loop and connection holds a sender; when all are
         // dropped, `recv` returns and the drain is complete.
@@ -119,7 +154,20 @@ impl Server {
         for listener in self.listeners {
             let addr = listener.local_addr().ok();
             tracing::info!("listening on http://{}", addr.map_or_else(|| "?".into(), |a| a.to_string()));
-            tokio::spawn(listener::accept_loop(listener, Arc::clone(&self.state), stopped.clone(), alive.clone()));
+            tokio::spawn(listener::accept_loop(
+                listener,
+                None,
+                Arc::clone(&self.state),
+                stopped.clone(),
+                alive.clone(),
+            ));
+        }
+        for (listener, tls) in self.https_listeners {
+            let addr = listener.local_addr().ok();
+            tracing::info!("listening on https://{}", addr.map_or_else(|| "?".into(), |a| a.to_string()));
+            let accept =
+                listener::accept_loop(listener, Some(tls), Arc::clone(&self.state), stopped.clone(), alive.clone());
+            tokio::spawn(accept);
         }
         drop(alive);
         let (_, requests) = self.reload_requests;
@@ -136,16 +184,36 @@ impl Server {
 
 type LoadedModules = HashMap<(String, ModuleSource), Arc<LoadedModule>>;
 
+/// Binds the https listeners whose port has a certificate. A port without
+/// one stays closed with Prosody's error line; http keeps serving.
+async fn open_https(
+    config: &Config,
+    certificates: &mut crate::tls::HttpsCertificates,
+) -> Vec<(TcpListener, TlsAcceptor)> {
+    let mut opened = Vec::new();
+    for addr in &config.https_listeners {
+        match certificates.open_port(&config.tls, addr.port()) {
+            Ok(acceptor) => {
+                for listener in listener::bind_all(std::slice::from_ref(addr)).await {
+                    opened.push((listener, acceptor.clone()));
+                }
+            }
+            Err(error) => tracing::error!("Error binding encrypted port for https: {error}"),
+        }
+    }
+    opened
+}
+
 /// Everything requests share, built from a config and its loaded modules;
 /// swapped whole on reload.
 fn build_state(
     config: &Config,
     loaded: &LoadedModules,
-    http_port: Option<u16>,
+    public: Option<PublicListener>,
     instances: Arc<Semaphore>,
 ) -> ServerState {
     ServerState {
-        hosts: host_table(config, loaded, http_port),
+        hosts: host_table(config, loaded, public),
         instances,
         limits: config.limits.clone(),
         errors_detailed: config.errors_detailed,
@@ -159,7 +227,14 @@ fn build_state(
 /// would (so a broken module fails the check too).
 pub async fn describe(config: &Config) -> Result<String, StartError> {
     let (loaded, _) = reload::ModuleLoader::new(config)?.load_all(config).await?;
-    let http_port = config.http_listeners.first().map(|addr| addr.port());
+    // As the server would: https once a port of it can open.
+    let mut certificates = crate::tls::HttpsCertificates::default();
+    let https = config.https_listeners.iter().find(|addr| certificates.open_port(&config.tls, addr.port()).is_ok());
+    let public = match (https, config.http_listeners.first()) {
+        (Some(https), _) => Some(PublicListener { scheme: "https", port: https.port() }),
+        (None, Some(http)) => Some(PublicListener { scheme: "http", port: http.port() }),
+        (None, None) => None,
+    };
     let addrs = |list: &[SocketAddr]| {
         if list.is_empty() {
             "none".to_string()
@@ -178,7 +253,7 @@ pub async fn describe(config: &Config) -> Result<String, StartError> {
         addrs(&config.http_listeners)
     );
     out += &format!(
-        "https listeners: {} (not served yet)
+        "https listeners: {} (certificates: canto check certs)
 ",
         addrs(&config.https_listeners)
     );
@@ -190,7 +265,7 @@ pub async fn describe(config: &Config) -> Result<String, StartError> {
             }
         };
         out += &format!("\n{kind} \"{}\" (http_host {})\n", host.name, host.http_host);
-        let mounts = mounts_for(config, host, &loaded, http_port);
+        let mounts = mounts_for(config, host, &loaded, public);
         if mounts.is_empty() {
             out += "  no HTTP modules\n";
         }
@@ -249,7 +324,7 @@ fn describe_grants(grants: &crate::config::Grants) -> String {
 /// Mounts every host's modules under its public name. Hosts sharing an
 /// `http_host` share one namespace, as in Prosody; that is worth a warning
 /// because a clash of paths between them is then silent in Prosody.
-fn host_table(config: &Config, loaded: &LoadedModules, http_port: Option<u16>) -> HostTable {
+fn host_table(config: &Config, loaded: &LoadedModules, public: Option<PublicListener>) -> HostTable {
     let mut table = HostTable::default();
     let mut owners: HashMap<String, String> = HashMap::new();
     for host in &config.hosts {
@@ -263,7 +338,7 @@ fn host_table(config: &Config, loaded: &LoadedModules, http_port: Option<u16>) -
             owners.insert(key, host.name.clone());
         }
         let site = table.site_mut(&host.http_host);
-        for mount in mounts_for(config, host, loaded, http_port) {
+        for mount in mounts_for(config, host, loaded, public) {
             if let Err((holder, refused)) = site.add(mount) {
                 tracing::warn!(
                     "{} on '{}' and {} on '{}' are both at {}; {} keeps it",
@@ -291,7 +366,12 @@ fn host_table(config: &Config, loaded: &LoadedModules, http_port: Option<u16>) -
 }
 
 /// A host's modules at their base paths.
-fn mounts_for(config: &Config, host: &HostConfig, loaded: &LoadedModules, http_port: Option<u16>) -> Vec<Mount> {
+fn mounts_for(
+    config: &Config,
+    host: &HostConfig,
+    loaded: &LoadedModules,
+    public: Option<PublicListener>,
+) -> Vec<Mount> {
     let host_name: Arc<str> = Arc::from(host.name.as_str());
     let mut mounts = Vec::new();
     for enabled in &host.modules {
@@ -303,7 +383,7 @@ fn mounts_for(config: &Config, host: &HostConfig, loaded: &LoadedModules, http_p
         let base_path = normalize_base_path(&path, &host.name);
         let base_url = match &host.external_url {
             Some(external) => external.join(&base_path),
-            None => listener_url(&host.http_host, http_port, &base_path),
+            None => listener_url(&host.http_host, public, &base_path),
         };
         tracing::info!(host = host.name, module = enabled.name, "Serving '{app}' at {base_url}");
         let identity = MountIdentity {
@@ -338,11 +418,11 @@ fn configured_path(host: &HostConfig, app: &str) -> Option<String> {
 }
 
 /// The URL of a base path as the listeners serve it (spec §3e).
-fn listener_url(http_host: &str, port: Option<u16>, base_path: &str) -> String {
-    let port = match port {
-        Some(80) | None => String::new(),
-        Some(port) => format!(":{port}"),
-    };
+fn listener_url(http_host: &str, public: Option<PublicListener>, base_path: &str) -> String {
+    // Prosody's answer when nothing listens.
+    let Some(PublicListener { scheme, port }) = public else { return "http://disabled.invalid/".into() };
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    let port = if port == default_port { String::new() } else { format!(":{port}") };
     let path = if base_path == "/" { "" } else { base_path };
-    format!("http://{http_host}{port}{path}/")
+    format!("{scheme}://{http_host}{port}{path}/")
 }

@@ -20,12 +20,16 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
-use super::{LoadedModules, ServerState, StartError, build_state};
+use super::{LoadedModules, PublicListener, ServerState, StartError, build_state};
 use crate::config::{Config, ModuleSource};
+use crate::tls::HttpsCertificates;
 use crate::wasm::{self, InstanceState, LoadedModule};
 
 /// How often module files are checked for changes.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How often certificate files are checked: renewals are rare, and the
+/// certificates directory may hold many files.
+const CERTIFICATE_POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// A changed file must stay unchanged this long before it is loaded, so a
 /// write in progress is not picked up half-written.
 const SETTLE_TIME: Duration = Duration::from_millis(150);
@@ -116,40 +120,44 @@ impl ReloadHandle {
     }
 }
 
-/// (modified time, length) of a module file.
+/// (modified time, length) of a watched file.
 type Stamp = Option<(SystemTime, u64)>;
 
 pub(crate) struct Reloader {
-    pub loader: ModuleLoader,
-    pub config: Config,
-    pub versions: Versions,
-    pub http_port: Option<u16>,
-    pub instances: Arc<Semaphore>,
-    pub shared: Arc<ArcSwap<ServerState>>,
-    stamps: HashMap<PathBuf, Stamp>,
-    /// Stamps seen changed, and since when, waiting to settle.
-    pending: Option<(HashMap<PathBuf, Stamp>, Instant)>,
+    loader: ModuleLoader,
+    certificates: HttpsCertificates,
+    config: Config,
+    versions: Versions,
+    public: Option<PublicListener>,
+    instances: Arc<Semaphore>,
+    shared: Arc<ArcSwap<ServerState>>,
+    module_files: FileWatch,
+    certificate_files: FileWatch,
 }
 
 impl Reloader {
     pub fn new(
         loader: ModuleLoader,
+        certificates: HttpsCertificates,
         config: Config,
         versions: Versions,
-        http_port: Option<u16>,
+        public: Option<PublicListener>,
         instances: Arc<Semaphore>,
         shared: Arc<ArcSwap<ServerState>>,
     ) -> Self {
-        let stamps = module_stamps(&config);
-        Self { loader, config, versions, http_port, instances, shared, stamps, pending: None }
+        let module_files = FileWatch::new(module_paths(&config));
+        let certificate_files = FileWatch::new(crate::tls::watched_paths(&config.tls));
+        Self { loader, certificates, config, versions, public, instances, shared, module_files, certificate_files }
     }
 
     /// Polls module files and serves reload requests until shutdown.
     pub async fn run(mut self, mut requests: mpsc::Receiver<()>, mut stop: watch::Receiver<bool>) {
         let mut ticks = tokio::time::interval(POLL_INTERVAL);
+        let mut certificate_ticks = tokio::time::interval(CERTIFICATE_POLL_INTERVAL);
         loop {
             tokio::select! {
                 _ = ticks.tick() => self.check_module_files().await,
+                _ = certificate_ticks.tick() => self.check_certificate_files(),
                 Some(()) = requests.recv() => self.reload_config().await,
                 _ = super::listener::stopping(&mut stop) => return,
             }
@@ -157,25 +165,22 @@ impl Reloader {
     }
 
     async fn check_module_files(&mut self) {
-        let current = module_stamps(&self.config);
-        if current == self.stamps {
-            self.pending = None;
+        if !self.module_files.settled_change(module_paths(&self.config)) {
             return;
         }
-        match &self.pending {
-            Some((seen, since)) if *seen == current && since.elapsed() >= SETTLE_TIME => {}
-            Some((seen, _)) if *seen == current => return,
-            _ => {
-                self.pending = Some((current, Instant::now()));
-                return;
-            }
-        }
-        self.pending = None;
-        self.stamps = current;
         tracing::info!("module files changed; reloading");
         let config = self.config.clone();
         if let Err(error) = self.rebuild(config).await {
             tracing::error!("rejected the new module version, the old one keeps serving: {error}");
+        }
+    }
+
+    /// Re-reads certificates when their files change (a renewal): new
+    /// handshakes get the new certificate, open connections keep theirs.
+    fn check_certificate_files(&mut self) {
+        if self.certificate_files.settled_change(crate::tls::watched_paths(&self.config.tls)) {
+            tracing::info!("certificate files changed; re-reading them");
+            self.certificates.reload(&self.config.tls);
         }
     }
 
@@ -195,8 +200,11 @@ impl Reloader {
         for warning in &config.warnings {
             tracing::warn!("Configuration warning: {warning}");
         }
-        if config.http_listeners != self.config.http_listeners {
-            tracing::warn!("http_ports/http_interfaces changed: listeners change on restart; the current ones stay");
+        if config.http_listeners != self.config.http_listeners || config.https_listeners != self.config.https_listeners
+        {
+            tracing::warn!(
+                "http(s)_ports/http(s)_interfaces changed: listeners change on restart; the current ones stay"
+            );
         }
         if config.limits.pool_size != self.config.limits.pool_size
             || config.limits.memory_bytes != self.config.limits.memory_bytes
@@ -205,7 +213,9 @@ impl Reloader {
         }
         match self.rebuild(config).await {
             Ok(()) => {
-                self.stamps = module_stamps(&self.config);
+                self.module_files = FileWatch::new(module_paths(&self.config));
+                self.certificate_files = FileWatch::new(crate::tls::watched_paths(&self.config.tls));
+                self.certificates.reload(&self.config.tls);
                 tracing::info!("config reloaded");
             }
             Err(error) => tracing::error!("config rejected, the running config stays: {error}"),
@@ -216,7 +226,7 @@ impl Reloader {
     async fn rebuild(&mut self, config: Config) -> Result<(), StartError> {
         let (loaded, versions) = self.loader.load_all(&config).await?;
         log_changes(&self.config, &self.versions, &config, &versions);
-        let state = build_state(&config, &loaded, self.http_port, Arc::clone(&self.instances));
+        let state = build_state(&config, &loaded, self.public, Arc::clone(&self.instances));
         self.shared.store(Arc::new(state));
         self.config = config;
         self.versions = versions;
@@ -224,12 +234,53 @@ impl Reloader {
     }
 }
 
-fn module_stamps(config: &Config) -> HashMap<PathBuf, Stamp> {
+fn module_paths(config: &Config) -> Vec<PathBuf> {
     let files = config.hosts.iter().flat_map(|h| &h.modules).filter_map(|m| match &m.source {
         ModuleSource::File(path) => Some(path.clone()),
         ModuleSource::Builtin => None,
     });
-    files
+    files.collect()
+}
+
+/// Watches a set of files by modification time and length, and reports a
+/// change only once it has settled, so a write in progress is not picked
+/// up half-written.
+struct FileWatch {
+    stamps: HashMap<PathBuf, Stamp>,
+    /// Stamps seen changed, and since when, waiting to settle.
+    pending: Option<(HashMap<PathBuf, Stamp>, Instant)>,
+}
+
+impl FileWatch {
+    fn new(paths: Vec<PathBuf>) -> Self {
+        Self { stamps: stamps(paths), pending: None }
+    }
+
+    /// Whether `paths` (the set to watch now) changed since last time and
+    /// has stayed unchanged for [`SETTLE_TIME`].
+    fn settled_change(&mut self, paths: Vec<PathBuf>) -> bool {
+        let current = stamps(paths);
+        if current == self.stamps {
+            self.pending = None;
+            return false;
+        }
+        match &self.pending {
+            Some((seen, since)) if *seen == current && since.elapsed() >= SETTLE_TIME => {}
+            Some((seen, _)) if *seen == current => return false,
+            _ => {
+                self.pending = Some((current, Instant::now()));
+                return false;
+            }
+        }
+        self.pending = None;
+        self.stamps = current;
+        true
+    }
+}
+
+fn stamps(paths: Vec<PathBuf>) -> HashMap<PathBuf, Stamp> {
+    paths
+        .into_iter()
         .map(|path| {
             let stamp = std::fs::metadata(&path).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
             (path, stamp)
