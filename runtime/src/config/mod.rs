@@ -192,6 +192,9 @@ pub struct HostConfig {
     pub external_url: Option<ExternalUrl>,
     /// Option lookup for this host: its own value, else the global one.
     pub options: HostOptions,
+    /// `http_files_dir`, resolved against the file that set it: the files
+    /// module is granted it read-only and told this absolute path.
+    pub files_dir: Option<PathBuf>,
 }
 
 /// `http_external_url = "https://proxy.example:8443/xmpp/"`, taken apart.
@@ -398,6 +401,10 @@ impl Config {
                 None => section.name.clone(),
             };
             let external_url = options.get("http_external_url").map(ExternalUrl::parse).transpose()?;
+            let files_dir = match options.get("http_files_dir") {
+                Some(value) => typed::existing_dirs(value, "http_files_dir")?.into_iter().next(),
+                None => None,
+            };
             hosts.push(HostConfig {
                 name: section.name,
                 http_host,
@@ -405,6 +412,7 @@ impl Config {
                 modules,
                 external_url,
                 options,
+                files_dir,
             });
         }
 
@@ -640,11 +648,16 @@ impl ModuleResolver<'_> {
 }
 
 /// Declared module options as JSON, keyed by name, for one host.
-pub fn module_options(options: &HostOptions, declared: &[String]) -> BTreeMap<String, String> {
-    declared
+pub fn module_options(host: &HostConfig, declared: &[String]) -> BTreeMap<String, String> {
+    let mut options: BTreeMap<String, String> = declared
         .iter()
-        .filter_map(|name| options.get(name).map(|value| (name.clone(), value.value.to_json().to_string())))
-        .collect()
+        .filter_map(|name| host.options.get(name).map(|value| (name.clone(), value.value.to_json().to_string())))
+        .collect();
+    // A module cannot resolve a relative path itself: it sees the granted one.
+    if let (Some(value), Some(dir)) = (options.get_mut("http_files_dir"), &host.files_dir) {
+        *value = serde_json::Value::String(dir.display().to_string()).to_string();
+    }
+    options
 }
 
 #[cfg(test)]

@@ -389,8 +389,8 @@ fn mounts_for(
         let identity = MountIdentity {
             module: module.name.clone(),
             host: host_name.clone(),
-            options: crate::config::module_options(&host.options, &module.metadata.options),
-            grants: config.grants.get(app).cloned().unwrap_or_default(),
+            options: crate::config::module_options(host, &module.metadata.options),
+            grants: module_grants(config, host, app),
         };
         mounts.push(Mount {
             host: host_name.clone(),
@@ -403,6 +403,19 @@ fn mounts_for(
         });
     }
     mounts
+}
+
+/// What `http_module_grants` gives the app, plus, for the files module,
+/// read access to the host's `http_files_dir` (Prosody's option works as is).
+fn module_grants(config: &Config, host: &HostConfig, app: &str) -> crate::config::Grants {
+    let mut grants = config.grants.get(app).cloned().unwrap_or_default();
+    if app == "files"
+        && let Some(dir) = &host.files_dir
+        && !grants.read_dirs.contains(dir)
+    {
+        grants.read_dirs.push(dir.clone());
+    }
+    grants
 }
 
 /// `http_paths[app]`: the host's table first, then the global one.

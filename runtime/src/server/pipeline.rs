@@ -188,11 +188,18 @@ async fn dispatch(
         max_response_bytes: state.limits.max_response_bytes,
         permits: [module_permit, pool_permit],
     };
+    let head = request.method() == http::Method::HEAD;
     let result = invocation.run(request).await;
     if overflowed.load(Ordering::Relaxed) && result.is_err() {
         return Err(Refusal::BodyTooLarge(limit));
     }
     let mut response = result.map_err(Refusal::Module)?;
+    if head {
+        // HEAD answers carry GET's headers, Content-Length included, and no
+        // body; a module need not (and wasi:http cannot) send one that
+        // matches, so the server drops whatever it sends.
+        *response.body_mut() = full_body(Bytes::new());
+    }
     if let Some(cors) = &mount.cors {
         cors.apply(origin.as_ref(), response.headers_mut());
     }
