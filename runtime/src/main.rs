@@ -31,6 +31,9 @@ enum Command {
         #[command(subcommand)]
         what: CheckWhat,
     },
+    /// Make the running server re-read its config and certificates, as
+    /// SIGHUP does; finds it by the config's `pidfile`.
+    Reload,
 }
 
 #[derive(clap::Subcommand)]
@@ -64,6 +67,18 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
+    if let Some(Command::Reload) = args.command {
+        return match signal_reload(&config) {
+            Ok(pid) => {
+                println!("asked canto (pid {pid}) to reload {}", config.origin);
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                println!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(Command::Check { what: CheckWhat::Certs }) = args.command {
         let mut ports: Vec<u16> = config.https_listeners.iter().map(|addr| addr.port()).collect();
         ports.dedup();
@@ -96,6 +111,51 @@ fn main() -> ExitCode {
     }
 }
 
+/// Sends SIGHUP to the server whose pid is in the config's `pidfile`.
+fn signal_reload(config: &Config) -> anyhow::Result<i32> {
+    let path = config.pidfile.as_ref().with_context(|| {
+        format!(
+            "{} sets no pidfile, so the running server cannot be found; add e.g. pidfile = \"/run/canto.pid\"",
+            config.origin
+        )
+    })?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {} (is canto running with this config?)", path.display()))?;
+    let pid: i32 = text.trim().parse().with_context(|| format!("{} does not hold a process id", path.display()))?;
+    let target = rustix::process::Pid::from_raw(pid)
+        .with_context(|| format!("{} holds an invalid pid {pid}", path.display()))?;
+    rustix::process::kill_process(target, rustix::process::Signal::HUP)
+        .with_context(|| format!("cannot signal pid {pid} from {}", path.display()))?;
+    Ok(pid)
+}
+
+/// Writes this process's id to `pidfile`; removed again on drop.
+struct PidFile(Option<PathBuf>);
+
+impl PidFile {
+    fn write(path: Option<&PathBuf>) -> Self {
+        let Some(path) = path else { return Self(None) };
+        match std::fs::write(path, format!("{}\n", std::process::id())) {
+            Ok(()) => Self(Some(path.clone())),
+            Err(error) => {
+                tracing::warn!(
+                    "cannot write pidfile {}: {error}; `canto reload` will not find this server",
+                    path.display()
+                );
+                Self(None)
+            }
+        }
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 fn check(config: &Config) -> anyhow::Result<String> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     Ok(runtime.block_on(canto::server::describe(config))?)
@@ -108,6 +168,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
         let shutdown = shutdown_signal();
         let server = Server::start(&config).await.context("cannot start")?;
         reload_on_sighup(server.reload_handle());
+        let _pidfile = PidFile::write(config.pidfile.as_ref());
         server.run(shutdown).await;
         Ok(())
     })

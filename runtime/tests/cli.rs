@@ -74,6 +74,54 @@ fn sigterm_stops_the_server_gracefully() {
     assert!(rest.contains("shutdown complete"), "{rest}");
 }
 
+#[test]
+fn canto_reload_signals_the_server_named_by_its_pidfile() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("canto.pid");
+    let config = config_file(&format!(
+        "pidfile = {:?}\nhttp_ports = {{ 0 }}\nhttp_interfaces = {{ \"127.0.0.1\" }}\nhttps_ports = {{}}\nVirtualHost \"localhost\"\n",
+        pidfile.display().to_string()
+    ));
+    let mut child = canto().arg("--config").arg(config.path()).stderr(Stdio::piped()).spawn().unwrap();
+    let (lines, log) = std::sync::mpsc::channel();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let wait_for = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(line) = log.recv_timeout(Duration::from_millis(100))
+                && line.contains(needle)
+            {
+                return;
+            }
+        }
+        panic!("the server never logged {needle:?}");
+    };
+    wait_for("listening on");
+    assert_eq!(std::fs::read_to_string(&pidfile).unwrap().trim(), child.id().to_string());
+
+    let output = canto().args(["reload", "--config"]).arg(config.path()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains(&format!("pid {}", child.id())), "{stdout}");
+    wait_for("config reloaded");
+
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(child.wait().unwrap().success());
+    assert!(!pidfile.exists(), "the pidfile is removed on shutdown");
+
+    let without = config_file("VirtualHost \"localhost\"\n");
+    let output = canto().args(["reload", "-c"]).arg(without.path()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("sets no pidfile"), "{stdout}");
+}
+
 /// The server's resident memory, from /proc.
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

@@ -1439,6 +1439,7 @@ mod reload {
 
 mod https {
     use super::*;
+    use std::net::SocketAddr;
     use std::path::Path;
 
     use canto_tests::tls::{HttpsClient, IssuedCert, TestCa, Trust, connect, served_cert};
@@ -1673,6 +1674,57 @@ mod https {
         wait_for_log(&["still serving the certificate loaded before", &cert_path]).await;
         assert!(served_cert(addr, Some("renew.test")).await.unwrap() == renewed.der);
         assert_eq!(kept.get("renew.test", "/whoami/").await.unwrap().0, 200);
+    }
+
+    /// A reload that adds an http interface and an https port opens them,
+    /// one that removes them closes them, and an open connection on the
+    /// listener that stays never notices.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reload_opens_and_closes_listeners_and_keeps_the_rest() {
+        let ca = TestCa::new();
+        let certs = tempfile::tempdir().unwrap();
+        write_pair(&ca.issue(&["a.test"]), certs.path(), "a.test");
+        let plain = "VirtualHost \"a.test\"\nmodules_enabled = { \"http_whoami\" }\n";
+        let server = TestServer::start(plain).await;
+        let mut kept = TcpStream::connect(server.addr).await.unwrap();
+        let request = "GET /whoami/ HTTP/1.1\r\nHost: a.test\r\n\r\n";
+        async fn status_on(stream: &mut TcpStream, request: &str) -> String {
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut buf = vec![0u8; 65536];
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the keep-alive connection was dropped");
+            String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_string()
+        }
+        assert!(status_on(&mut kept, request).await.contains("200"));
+
+        let wider = format!(
+            "http_interfaces = {{ \"127.0.0.1\", \"127.0.0.2\" }}\n{}",
+            https_config(certs.path(), "https_interfaces = { \"127.0.0.3\" }\nVirtualHost \"a.test\"\n")
+        );
+        server.rewrite_config(&wider);
+        server.reload.reload().await;
+        let port_in = |line: String, prefix: &str| -> SocketAddr {
+            let rest = line.split(prefix).nth(1).unwrap();
+            let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            format!("{}{port}", prefix.trim_start_matches("http://").trim_start_matches("https://")).parse().unwrap()
+        };
+        let added_http = port_in(wait_for_log(&["listening on http://127.0.0.2:"]).await, "http://127.0.0.2:");
+        let added_https = port_in(wait_for_log(&["listening on https://127.0.0.3:"]).await, "https://127.0.0.3:");
+        let mut second = TcpStream::connect(added_http).await.unwrap();
+        assert!(status_on(&mut second, request).await.contains("200"));
+        let tls = connect(added_https, Some("a.test"), Trust::Ca(&ca), &[b"http/1.1"]).await.unwrap();
+        let (status, _, body) = HttpsClient::open(tls).await.get("a.test", "/whoami/").await.unwrap();
+        assert_eq!(status, 200);
+        assert!(body.contains("\"secure\":true"), "{body}");
+        assert!(status_on(&mut kept, request).await.contains("200"));
+
+        server.rewrite_config(plain);
+        server.reload.reload().await;
+        wait_for_log(&[&format!("no longer listening on http://{added_http}")]).await;
+        wait_for_log(&[&format!("no longer listening on https://{added_https}")]).await;
+        assert!(TcpStream::connect(added_http).await.is_err(), "the removed listener still accepts");
+        assert!(TcpStream::connect(added_https).await.is_err(), "the removed https listener still accepts");
+        assert!(status_on(&mut kept, request).await.contains("200"));
     }
 
     #[tokio::test]

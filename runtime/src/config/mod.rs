@@ -107,6 +107,9 @@ pub struct Config {
     pub default_host: Option<(String, Location)>,
     /// `http_errors_detailed`: put the internal cause of a 500 on the page.
     pub errors_detailed: bool,
+    /// `pidfile`: where the running server writes its process id, for
+    /// `canto reload`.
+    pub pidfile: Option<PathBuf>,
     /// Non-fatal findings to log at startup.
     pub warnings: Vec<String>,
 }
@@ -425,6 +428,10 @@ impl Config {
             Some(value) => typed::networks(value, "trusted_proxies")?,
             None => ["127.0.0.1/32", "::1/128"].iter().filter_map(|net| net.parse().ok()).collect(),
         };
+        let pidfile = match global.get("pidfile") {
+            Some(value) => Some(value.at.base_dir().join(string(value, "pidfile")?)),
+            None => None,
+        };
         let max_content_size = match global.get("http_max_content_size") {
             Some(value) => typed::non_negative(value, "http_max_content_size")?,
             None => DEFAULT_MAX_CONTENT_SIZE,
@@ -451,6 +458,7 @@ impl Config {
             grants,
             default_host,
             errors_detailed,
+            pidfile,
             warnings,
         })
     }

@@ -25,17 +25,91 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// A TLS handshake that takes longer is abandoned (Prosody allows 60 s).
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A bound socket with the address the config gave for it (whose port
+/// may be 0), which is how a reload recognises it.
+pub struct Bound {
+    pub configured: SocketAddr,
+    pub listener: TcpListener,
+    /// Set on https listeners.
+    pub tls: Option<TlsAcceptor>,
+}
+
 /// Binds every address; one that fails is logged and skipped, as Prosody
 /// does, so a machine without IPv6 still serves on IPv4.
-pub async fn bind_all(addrs: &[SocketAddr]) -> Vec<TcpListener> {
-    let mut listeners = Vec::new();
+pub fn bind_all(addrs: &[SocketAddr], tls: Option<&TlsAcceptor>) -> Vec<Bound> {
+    let mut bound = Vec::new();
     for addr in addrs {
         match bind(*addr) {
-            Ok(listener) => listeners.push(listener),
+            Ok(listener) => bound.push(Bound { configured: *addr, listener, tls: tls.cloned() }),
             Err(error) => tracing::error!("cannot listen on {addr}: {error}"),
         }
     }
-    listeners
+    bound
+}
+
+/// The accept loops running now, by service and configured address, so a
+/// config reload can open new listeners and close removed ones while the
+/// others, and every open connection, carry on.
+pub struct AcceptLoops {
+    running: Vec<RunningLoop>,
+    state: Arc<ArcSwap<ServerState>>,
+    stop: watch::Receiver<bool>,
+    alive: mpsc::Sender<()>,
+}
+
+struct RunningLoop {
+    configured: SocketAddr,
+    secure: bool,
+    local: Option<SocketAddr>,
+    close: watch::Sender<bool>,
+}
+
+impl AcceptLoops {
+    pub fn new(state: Arc<ArcSwap<ServerState>>, stop: watch::Receiver<bool>, alive: mpsc::Sender<()>) -> Self {
+        Self { running: Vec::new(), state, stop, alive }
+    }
+
+    pub fn start(&mut self, bound: Bound) {
+        let local = bound.listener.local_addr().ok();
+        let secure = bound.tls.is_some();
+        let scheme = if secure { "https" } else { "http" };
+        tracing::info!("listening on {scheme}://{}", local.map_or_else(|| "?".into(), |a| a.to_string()));
+        let (close, closed) = watch::channel(false);
+        let accept = accept_loop(
+            bound.listener,
+            bound.tls,
+            Arc::clone(&self.state),
+            self.stop.clone(),
+            closed,
+            self.alive.clone(),
+        );
+        tokio::spawn(accept);
+        self.running.push(RunningLoop { configured: bound.configured, secure, local, close });
+    }
+
+    /// Configured addresses of the running loops for one service.
+    pub fn configured(&self, secure: bool) -> Vec<SocketAddr> {
+        self.running.iter().filter(|l| l.secure == secure).map(|l| l.configured).collect()
+    }
+
+    /// The first bound address of a service, for module URLs.
+    pub fn first_local(&self, secure: bool) -> Option<SocketAddr> {
+        self.running.iter().find(|l| l.secure == secure).and_then(|l| l.local)
+    }
+
+    /// Stops accepting on `configured`; its open connections finish normally.
+    pub fn close(&mut self, configured: SocketAddr, secure: bool) {
+        self.running.retain(|running| {
+            let keep = !(running.configured == configured && running.secure == secure);
+            if !keep {
+                let _ = running.close.send(true);
+                let scheme = if secure { "https" } else { "http" };
+                let local = running.local.map_or_else(|| configured.to_string(), |a| a.to_string());
+                tracing::info!("no longer listening on {scheme}://{local}");
+            }
+            keep
+        });
+    }
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -51,12 +125,14 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-/// Accepts until shutdown; `tls` makes this an https listener.
-pub async fn accept_loop(
+/// Accepts until shutdown, or until this listener is `closed` by a
+/// reload; `tls` makes this an https listener.
+async fn accept_loop(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     state: Arc<ArcSwap<ServerState>>,
     mut stop: watch::Receiver<bool>,
+    mut closed: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
 ) {
     loop {
@@ -92,6 +168,7 @@ pub async fn accept_loop(
                 }
             },
             _ = stopping(&mut stop) => break,
+            _ = stopping(&mut closed) => break,
         }
     }
 }

@@ -18,9 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
-use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, HostConfig, ModuleLimits, ModuleSource, Value};
 use crate::proxy::TrustedProxies;
@@ -74,8 +72,7 @@ pub(crate) struct PublicListener {
 
 /// A started server: modules loaded, listeners bound, not yet serving.
 pub struct Server {
-    listeners: Vec<TcpListener>,
-    https_listeners: Vec<(TcpListener, TlsAcceptor)>,
+    listeners: Vec<listener::Bound>,
     state: Arc<ArcSwap<ServerState>>,
     reloader: reload::Reloader,
     reload_requests: (mpsc::Sender<()>, mpsc::Receiver<()>),
@@ -89,19 +86,14 @@ impl Server {
         let mut loader = reload::ModuleLoader::new(config)?;
         let (loaded, versions) = loader.load_all(config).await?;
 
-        let listeners = listener::bind_all(&config.http_listeners).await;
+        let mut listeners = listener::bind_all(&config.http_listeners, None);
         if listeners.is_empty() && !config.http_listeners.is_empty() {
             let tried = config.http_listeners.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
             return Err(StartError::NoListeners(tried));
         }
         let mut certificates = crate::tls::HttpsCertificates::default();
-        let https_listeners = open_https(config, &mut certificates).await;
-
-        let port_of = |listener: &TcpListener| listener.local_addr().ok().map(|a| a.port());
-        let public = match https_listeners.first().and_then(|(l, _)| port_of(l)) {
-            Some(port) => Some(PublicListener { scheme: "https", port }),
-            None => listeners.first().and_then(port_of).map(|port| PublicListener { scheme: "http", port }),
-        };
+        listeners.extend(open_https(&config.https_listeners, &config.tls, &mut certificates));
+        let public = public_listener(listeners.iter().map(|b| (b.tls.is_some(), b.listener.local_addr().ok())));
         if public.is_none() {
             tracing::error!("Not listening on any ports; every module will be unreachable");
         }
@@ -118,7 +110,7 @@ impl Server {
             instances,
             Arc::clone(&shared),
         );
-        Ok(Self { listeners, https_listeners, state: shared, reloader, reload_requests: mpsc::channel(4) })
+        Ok(Self { listeners, state: shared, reloader, reload_requests: mpsc::channel(4) })
     }
 
     /// A handle that makes the running server re-read its config file, as
@@ -129,12 +121,12 @@ impl Server {
 
     /// The http addresses actually bound (port 0 in the config becomes a real port).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+        self.listeners.iter().filter(|b| b.tls.is_none()).filter_map(|b| b.listener.local_addr().ok()).collect()
     }
 
     /// The https addresses actually bound.
     pub fn local_https_addrs(&self) -> Vec<SocketAddr> {
-        self.https_listeners.iter().filter_map(|(l, _)| l.local_addr().ok()).collect()
+        self.listeners.iter().filter(|b| b.tls.is_some()).filter_map(|b| b.listener.local_addr().ok()).collect()
     }
 
     /// Serves until `shutdown` completes, then stops accepting and gives
@@ -151,27 +143,13 @@ impl Server {
         // Every accept loop and connection holds a sender; when all are
         // dropped, `recv` returns and the drain is complete.
         let (alive, mut all_done) = mpsc::channel::<()>(1);
-        for listener in self.listeners {
-            let addr = listener.local_addr().ok();
-            tracing::info!("listening on http://{}", addr.map_or_else(|| "?".into(), |a| a.to_string()));
-            tokio::spawn(listener::accept_loop(
-                listener,
-                None,
-                Arc::clone(&self.state),
-                stopped.clone(),
-                alive.clone(),
-            ));
-        }
-        for (listener, tls) in self.https_listeners {
-            let addr = listener.local_addr().ok();
-            tracing::info!("listening on https://{}", addr.map_or_else(|| "?".into(), |a| a.to_string()));
-            let accept =
-                listener::accept_loop(listener, Some(tls), Arc::clone(&self.state), stopped.clone(), alive.clone());
-            tokio::spawn(accept);
+        let mut loops = listener::AcceptLoops::new(Arc::clone(&self.state), stopped.clone(), alive.clone());
+        for bound in self.listeners {
+            loops.start(bound);
         }
         drop(alive);
         let (_, requests) = self.reload_requests;
-        tokio::spawn(self.reloader.run(requests, stopped.clone()));
+        tokio::spawn(self.reloader.run(requests, stopped.clone(), loops));
         shutdown.await;
         tracing::info!("shutting down: not accepting new connections, finishing requests in flight");
         let _ = stop.send(true);
@@ -186,22 +164,30 @@ type LoadedModules = HashMap<(String, ModuleSource), Arc<LoadedModule>>;
 
 /// Binds the https listeners whose port has a certificate. A port without
 /// one stays closed with Prosody's error line; http keeps serving.
-async fn open_https(
-    config: &Config,
+fn open_https(
+    addrs: &[SocketAddr],
+    tls: &crate::config::TlsSettings,
     certificates: &mut crate::tls::HttpsCertificates,
-) -> Vec<(TcpListener, TlsAcceptor)> {
+) -> Vec<listener::Bound> {
     let mut opened = Vec::new();
-    for addr in &config.https_listeners {
-        match certificates.open_port(&config.tls, addr.port()) {
-            Ok(acceptor) => {
-                for listener in listener::bind_all(std::slice::from_ref(addr)).await {
-                    opened.push((listener, acceptor.clone()));
-                }
-            }
+    for addr in addrs {
+        match certificates.open_port(tls, addr.port()) {
+            Ok(acceptor) => opened.extend(listener::bind_all(std::slice::from_ref(addr), Some(&acceptor))),
             Err(error) => tracing::error!("Error binding encrypted port for https: {error}"),
         }
     }
     opened
+}
+
+/// Where module URLs point (spec §3e): the first https listener, else the
+/// first http one. Takes (is https, bound address) pairs.
+fn public_listener(bound: impl Iterator<Item = (bool, Option<SocketAddr>)> + Clone) -> Option<PublicListener> {
+    let first = |secure: bool| bound.clone().find(|(s, _)| *s == secure).and_then(|(_, addr)| addr).map(|a| a.port());
+    match (first(true), first(false)) {
+        (Some(port), _) => Some(PublicListener { scheme: "https", port }),
+        (None, Some(port)) => Some(PublicListener { scheme: "http", port }),
+        (None, None) => None,
+    }
 }
 
 /// Everything requests share, built from a config and its loaded modules;

@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -151,14 +152,19 @@ impl Reloader {
     }
 
     /// Polls module files and serves reload requests until shutdown.
-    pub async fn run(mut self, mut requests: mpsc::Receiver<()>, mut stop: watch::Receiver<bool>) {
+    pub async fn run(
+        mut self,
+        mut requests: mpsc::Receiver<()>,
+        mut stop: watch::Receiver<bool>,
+        mut loops: super::listener::AcceptLoops,
+    ) {
         let mut ticks = tokio::time::interval(POLL_INTERVAL);
         let mut certificate_ticks = tokio::time::interval(CERTIFICATE_POLL_INTERVAL);
         loop {
             tokio::select! {
                 _ = ticks.tick() => self.check_module_files().await,
                 _ = certificate_ticks.tick() => self.check_certificate_files(),
-                Some(()) = requests.recv() => self.reload_config().await,
+                Some(()) = requests.recv() => self.reload_config(&mut loops).await,
                 _ = super::listener::stopping(&mut stop) => return,
             }
         }
@@ -184,7 +190,7 @@ impl Reloader {
         }
     }
 
-    async fn reload_config(&mut self) {
+    async fn reload_config(&mut self, loops: &mut super::listener::AcceptLoops) {
         let Some(path) = self.config.path.clone() else {
             tracing::warn!("reload asked for, but the server runs without a config file");
             return;
@@ -200,37 +206,62 @@ impl Reloader {
         for warning in &config.warnings {
             tracing::warn!("Configuration warning: {warning}");
         }
-        if config.http_listeners != self.config.http_listeners || config.https_listeners != self.config.https_listeners
-        {
-            tracing::warn!(
-                "http(s)_ports/http(s)_interfaces changed: listeners change on restart; the current ones stay"
-            );
-        }
         if config.limits.pool_size != self.config.limits.pool_size
             || config.limits.memory_bytes != self.config.limits.memory_bytes
         {
             tracing::warn!("http_module_pool_size/http_module_memory_limit size the engine: they change on restart");
         }
-        match self.rebuild(config).await {
-            Ok(()) => {
-                self.module_files = FileWatch::new(module_paths(&self.config));
-                self.certificate_files = FileWatch::new(crate::tls::watched_paths(&self.config.tls));
-                self.certificates.reload(&self.config.tls);
-                tracing::info!("config reloaded");
+        // Everything that can fail comes first, so a rejected config
+        // changes nothing; then certificates (a newly opened https port
+        // serves the new ones), listeners, and the state, in that order.
+        let (loaded, versions) = match self.loader.load_all(&config).await {
+            Ok(loaded) => loaded,
+            Err(error) => return tracing::error!("config rejected, the running config stays: {error}"),
+        };
+        self.certificates.reload(&config.tls);
+        self.rebind(&config, loops);
+        self.commit(config, &loaded, versions);
+        self.module_files = FileWatch::new(module_paths(&self.config));
+        self.certificate_files = FileWatch::new(crate::tls::watched_paths(&self.config.tls));
+        tracing::info!("config reloaded");
+    }
+
+    /// Opens listeners the new config adds and closes those it removes;
+    /// unchanged ones keep their sockets and connections.
+    fn rebind(&mut self, config: &Config, loops: &mut super::listener::AcceptLoops) {
+        for secure in [false, true] {
+            let wanted = if secure { &config.https_listeners } else { &config.http_listeners };
+            let running = loops.configured(secure);
+            for addr in running.iter().filter(|addr| !wanted.contains(addr)) {
+                loops.close(*addr, secure);
             }
-            Err(error) => tracing::error!("config rejected, the running config stays: {error}"),
+            let added: Vec<SocketAddr> = wanted.iter().filter(|addr| !running.contains(addr)).copied().collect();
+            let bound = if secure {
+                super::open_https(&added, &config.tls, &mut self.certificates)
+            } else {
+                super::listener::bind_all(&added, None)
+            };
+            for bound in bound {
+                loops.start(bound);
+            }
         }
+        let bound = [true, false].into_iter().map(|secure| (secure, loops.first_local(secure)));
+        self.public = super::public_listener(bound);
     }
 
     /// Loads what `config` needs and swaps the new state in.
     async fn rebuild(&mut self, config: Config) -> Result<(), StartError> {
         let (loaded, versions) = self.loader.load_all(&config).await?;
+        self.commit(config, &loaded, versions);
+        Ok(())
+    }
+
+    fn commit(&mut self, config: Config, loaded: &LoadedModules, versions: Versions) {
         log_changes(&self.config, &self.versions, &config, &versions);
-        let state = build_state(&config, &loaded, self.public, Arc::clone(&self.instances));
+        let state = build_state(&config, loaded, self.public, Arc::clone(&self.instances));
         self.shared.store(Arc::new(state));
         self.config = config;
         self.versions = versions;
-        Ok(())
     }
 }
 
