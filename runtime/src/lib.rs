@@ -14,6 +14,7 @@
 //! - [`cors`]: CORS headers and preflight answers.
 //! - [`routing`]: which module on a host serves a path.
 //! - [`wasm`]: the wasm host: engine, module loading, per-request sandboxes.
+//! - [`metrics`]: the server's own counters, for the openmetrics module.
 //! - [`error_page`]: every response the server itself decides.
 //! - [`body_limit`]: request and response bodies with a byte cap.
 //! - [`builtin`]: the demo modules compiled into the binary.
@@ -25,6 +26,7 @@ pub mod builtin;
 pub mod config;
 pub mod cors;
 pub mod error_page;
+pub mod metrics;
 pub mod proxy;
 pub mod routing;
 pub mod server;

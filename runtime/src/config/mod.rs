@@ -173,11 +173,17 @@ pub struct Grants {
     pub env: Vec<(String, String)>,
     /// Host names it may send HTTP requests to (lowercase).
     pub outgoing: Arc<[String]>,
+    /// Whether it may read the server's metrics (`canto:http/metrics`).
+    pub metrics: bool,
 }
 
 impl Grants {
     pub fn is_empty(&self) -> bool {
-        self.read_dirs.is_empty() && self.write_dirs.is_empty() && self.env.is_empty() && self.outgoing.is_empty()
+        self.read_dirs.is_empty()
+            && self.write_dirs.is_empty()
+            && self.env.is_empty()
+            && self.outgoing.is_empty()
+            && !self.metrics
     }
 }
 
@@ -512,6 +518,7 @@ fn module_grants(value: &Spanned) -> Result<BTreeMap<String, Grants>, ConfigErro
                 "dirs" => grants.read_dirs = typed::existing_dirs(field, &name)?,
                 "dirs_rw" => grants.write_dirs = typed::existing_dirs(field, &name)?,
                 "env" => grants.env = typed::string_map(field, &name)?,
+                "metrics" => grants.metrics = boolean(Some(field), &name)?.unwrap_or(false),
                 "outgoing" => {
                     let hosts = string_list(field, &name)?;
                     grants.outgoing = hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
@@ -520,7 +527,7 @@ fn module_grants(value: &Spanned) -> Result<BTreeMap<String, Grants>, ConfigErro
                     return Err(ConfigError::Invalid {
                         at: field.at.clone(),
                         message: format!(
-                            "{OPTION}.{app}: unknown grant '{other}' (expected dirs, dirs_rw, env or outgoing)"
+                            "{OPTION}.{app}: unknown grant '{other}' (expected dirs, dirs_rw, env, outgoing or metrics)"
                         ),
                     });
                 }

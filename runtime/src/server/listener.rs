@@ -149,7 +149,9 @@ async fn accept_loop(
                         Some(tls) => {
                             let handshake = tls.accept(stream);
                             tokio::spawn(async move {
-                                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
+                                let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await;
+                                state.load().metrics.tls_handshake(matches!(handshake, Ok(Ok(_))));
+                                match handshake {
                                     Ok(Ok(stream)) => {
                                         let connection = ConnectionInfo { peer, secure: true };
                                         serve_connection(stream, connection, state, stop, alive).await;
@@ -181,6 +183,8 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     _alive: mpsc::Sender<()>,
 ) {
     let peer = connection.peer;
+    let metrics = Arc::clone(&state.load().metrics);
+    let _open = metrics.connection_opened();
     let service = hyper::service::service_fn(move |request| {
         // Each request sees one whole state, even if a reload swaps it now.
         let state = state.load_full();

@@ -60,6 +60,8 @@ pub(crate) struct ServerState {
     pub proxies: TrustedProxies,
     /// `http_max_content_size`: larger request bodies get 413.
     pub max_content_size: u64,
+    /// Counted for the whole life of the server, across reloads.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Where modules are reachable, for the URLs they are told (spec §3e:
@@ -99,7 +101,8 @@ impl Server {
         }
 
         let instances = Arc::new(Semaphore::new(config.limits.pool_size as usize));
-        let state = build_state(config, &loaded, public, Arc::clone(&instances));
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let state = build_state(config, &loaded, public, Arc::clone(&instances), &metrics);
         let shared = Arc::new(ArcSwap::from_pointee(state));
         let reloader = reload::Reloader::new(
             loader,
@@ -197,14 +200,16 @@ fn build_state(
     loaded: &LoadedModules,
     public: Option<PublicListener>,
     instances: Arc<Semaphore>,
+    metrics: &Arc<crate::metrics::Metrics>,
 ) -> ServerState {
     ServerState {
-        hosts: host_table(config, loaded, public),
+        hosts: host_table(config, loaded, public, metrics),
         instances,
         limits: config.limits.clone(),
         errors_detailed: config.errors_detailed,
         proxies: TrustedProxies::new(config.trusted_proxies.clone()),
         max_content_size: config.max_content_size,
+        metrics: Arc::clone(metrics),
     }
 }
 
@@ -251,7 +256,7 @@ pub async fn describe(config: &Config) -> Result<String, StartError> {
             }
         };
         out += &format!("\n{kind} \"{}\" (http_host {})\n", host.name, host.http_host);
-        let mounts = mounts_for(config, host, &loaded, public);
+        let mounts = mounts_for(config, host, &loaded, public, &Arc::default());
         if mounts.is_empty() {
             out += "  no HTTP modules\n";
         }
@@ -304,13 +309,21 @@ fn describe_grants(grants: &crate::config::Grants) -> String {
     if !grants.outgoing.is_empty() {
         parts.push(format!("HTTP requests to {}", grants.outgoing.join(", ")));
     }
+    if grants.metrics {
+        parts.push("the server's metrics".into());
+    }
     parts.join("; ")
 }
 
 /// Mounts every host's modules under its public name. Hosts sharing an
 /// `http_host` share one namespace, as in Prosody; that is worth a warning
 /// because a clash of paths between them is then silent in Prosody.
-fn host_table(config: &Config, loaded: &LoadedModules, public: Option<PublicListener>) -> HostTable {
+fn host_table(
+    config: &Config,
+    loaded: &LoadedModules,
+    public: Option<PublicListener>,
+    metrics: &Arc<crate::metrics::Metrics>,
+) -> HostTable {
     let mut table = HostTable::default();
     let mut owners: HashMap<String, String> = HashMap::new();
     for host in &config.hosts {
@@ -324,7 +337,7 @@ fn host_table(config: &Config, loaded: &LoadedModules, public: Option<PublicList
             owners.insert(key, host.name.clone());
         }
         let site = table.site_mut(&host.http_host);
-        for mount in mounts_for(config, host, loaded, public) {
+        for mount in mounts_for(config, host, loaded, public, metrics) {
             if let Err((holder, refused)) = site.add(mount) {
                 tracing::warn!(
                     "{} on '{}' and {} on '{}' are both at {}; {} keeps it",
@@ -357,6 +370,7 @@ fn mounts_for(
     host: &HostConfig,
     loaded: &LoadedModules,
     public: Option<PublicListener>,
+    metrics: &Arc<crate::metrics::Metrics>,
 ) -> Vec<Mount> {
     let host_name: Arc<str> = Arc::from(host.name.as_str());
     let mut mounts = Vec::new();
@@ -372,11 +386,13 @@ fn mounts_for(
             None => listener_url(&host.http_host, public, &base_path),
         };
         tracing::info!(host = host.name, module = enabled.name, "Serving '{app}' at {base_url}");
+        let grants = module_grants(config, host, app);
         let identity = MountIdentity {
             module: module.name.clone(),
             host: host_name.clone(),
             options: crate::config::module_options(host, &module.metadata.options),
-            grants: module_grants(config, host, app),
+            metrics: grants.metrics.then(|| Arc::clone(metrics)),
+            grants,
         };
         mounts.push(Mount {
             host: host_name.clone(),
@@ -391,10 +407,12 @@ fn mounts_for(
     mounts
 }
 
-/// What `http_module_grants` gives the app, plus, for the files module,
-/// read access to the host's `http_files_dir` (Prosody's option works as is).
+/// What `http_module_grants` gives the app, plus what Prosody's own
+/// modules need to work as configured there: the files module reads the
+/// host's `http_files_dir`, the openmetrics module reads the metrics.
 fn module_grants(config: &Config, host: &HostConfig, app: &str) -> crate::config::Grants {
     let mut grants = config.grants.get(app).cloned().unwrap_or_default();
+    grants.metrics |= app == "openmetrics";
     if app == "files"
         && let Some(dir) = &host.files_dir
         && !grants.read_dirs.contains(dir)

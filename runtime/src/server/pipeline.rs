@@ -15,6 +15,7 @@ use bytes::Bytes;
 use crate::body_limit::CappedBody;
 use crate::cors;
 use crate::error_page::{error_page, full_body, redirect, running_page};
+use crate::metrics::ModuleOutcome;
 use crate::routing::{Route, request_path};
 use crate::vhost::HostLookup;
 use crate::wasm::{Invocation, ModuleBody, RequestFacts, SandboxLimits, WasmError};
@@ -94,13 +95,20 @@ pub async fn handle(
         }
     };
 
+    let took = started.elapsed();
+    state.metrics.request(
+        reached.host.as_deref().unwrap_or("-"),
+        reached.module.as_deref().unwrap_or("-"),
+        response.status().as_u16(),
+        took,
+    );
     tracing::info!(
         target: "canto::access",
         client = %reached.client.unwrap_or(connection.peer.ip()),
         host = %reached.host.as_deref().unwrap_or("-"),
         module = %reached.module.as_deref().unwrap_or("-"),
         status = response.status().as_u16(),
-        duration_ms = format_args!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
+        duration_ms = format_args!("{:.2}", took.as_secs_f64() * 1000.0),
         "{method} {path}"
     );
     response
@@ -133,7 +141,10 @@ async fn dispatch(
             return Ok(redirect(&location));
         }
         Route::Root => return Ok(running_page()),
-        Route::NotFound => return Err(Refusal::NotMounted),
+        Route::NotFound => {
+            reached.host = Some(Arc::clone(&site.name));
+            return Err(Refusal::NotMounted);
+        }
     };
     reached.host = Some(mount.host.clone());
     reached.module = Some(mount.module.name.clone());
@@ -190,6 +201,12 @@ async fn dispatch(
     };
     let head = request.method() == http::Method::HEAD;
     let result = invocation.run(request).await;
+    let outcome = match &result {
+        Err(WasmError::Timeout { .. }) => ModuleOutcome::TimedOut,
+        Err(_) => ModuleOutcome::Trapped,
+        Ok(_) => ModuleOutcome::Answered,
+    };
+    state.metrics.module_run(&mount.module.name, outcome);
     if overflowed.load(Ordering::Relaxed) && result.is_err() {
         return Err(Refusal::BodyTooLarge(limit));
     }

@@ -176,7 +176,9 @@ impl Reloader {
         }
         tracing::info!("module files changed; reloading");
         let config = self.config.clone();
-        if let Err(error) = self.rebuild(config).await {
+        let result = self.rebuild(config).await;
+        self.shared.load().metrics.reload(result.is_ok());
+        if let Err(error) = result {
             tracing::error!("rejected the new module version, the old one keeps serving: {error}");
         }
     }
@@ -199,6 +201,7 @@ impl Reloader {
         let config = match Config::load(&path, &crate::builtin::names()) {
             Ok(config) => config,
             Err(error) => {
+                self.shared.load().metrics.reload(false);
                 tracing::error!("config rejected, the running config stays: {error}");
                 return;
             }
@@ -216,13 +219,17 @@ impl Reloader {
         // serves the new ones), listeners, and the state, in that order.
         let (loaded, versions) = match self.loader.load_all(&config).await {
             Ok(loaded) => loaded,
-            Err(error) => return tracing::error!("config rejected, the running config stays: {error}"),
+            Err(error) => {
+                self.shared.load().metrics.reload(false);
+                return tracing::error!("config rejected, the running config stays: {error}");
+            }
         };
         self.certificates.reload(&config.tls);
         self.rebind(&config, loops);
         self.commit(config, &loaded, versions);
         self.module_files = FileWatch::new(module_paths(&self.config));
         self.certificate_files = FileWatch::new(crate::tls::watched_paths(&self.config.tls));
+        self.shared.load().metrics.reload(true);
         tracing::info!("config reloaded");
     }
 
@@ -258,7 +265,8 @@ impl Reloader {
 
     fn commit(&mut self, config: Config, loaded: &LoadedModules, versions: Versions) {
         log_changes(&self.config, &self.versions, &config, &versions);
-        let state = build_state(&config, loaded, self.public, Arc::clone(&self.instances));
+        let metrics = Arc::clone(&self.shared.load().metrics);
+        let state = build_state(&config, loaded, self.public, Arc::clone(&self.instances), &metrics);
         self.shared.store(Arc::new(state));
         self.config = config;
         self.versions = versions;

@@ -13,7 +13,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::bindings::imports::canto::http::{context, log};
+use super::bindings::imports::canto::http::{context, log, metrics};
 use super::outbound::OutboundPolicy;
 use crate::config::Grants;
 
@@ -56,6 +56,8 @@ pub struct MountIdentity {
     pub options: BTreeMap<String, String>,
     /// Directories and environment the operator granted the module.
     pub grants: Grants,
+    /// The server's metrics, when `grants.metrics` allows reading them.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// The `T` of `Store<T>` for module instances.
@@ -144,6 +146,34 @@ impl context::Host for InstanceState {
 
     fn config_option(&mut self, name: String) -> Option<String> {
         self.mount.options.get(&name).cloned()
+    }
+}
+
+impl metrics::Host for InstanceState {
+    fn collect(&mut self) -> Result<Vec<metrics::MetricFamily>, String> {
+        let Some(source) = &self.mount.metrics else {
+            return Err(format!(
+                "module {} may not read the server's metrics (http_module_grants: metrics = true)",
+                self.mount.module
+            ));
+        };
+        let kind = |kind| match kind {
+            crate::metrics::Kind::Counter => metrics::MetricKind::Counter,
+            crate::metrics::Kind::Gauge => metrics::MetricKind::Gauge,
+            crate::metrics::Kind::Histogram => metrics::MetricKind::Histogram,
+        };
+        let families = source.families().into_iter().map(|family| metrics::MetricFamily {
+            name: family.name.into(),
+            help: family.help.into(),
+            kind: kind(family.kind),
+            unit: family.unit.into(),
+            samples: family
+                .samples
+                .into_iter()
+                .map(|s| metrics::Sample { suffix: s.suffix.into(), labels: s.labels, value: s.value })
+                .collect(),
+        });
+        Ok(families.collect())
     }
 }
 

@@ -104,6 +104,7 @@ async fn read_metadata(
         host: Arc::from("*"),
         options: Default::default(),
         grants: Default::default(),
+        metrics: None,
     });
     let mut store = Store::new(engine, InstanceState::new(mount, None, &SandboxLimits::from(limits)));
     store.limiter(|state| &mut state.limits);

@@ -1,0 +1,229 @@
+//! The server's own metrics, counted on the request path with atomics and
+//! one short lock per request, and read whole by the module granted them
+//! (`http_openmetrics`, through `canto:http/metrics`).
+//!
+//! Names follow OpenMetrics: a counter family `canto_http_requests` is
+//! exposed as `canto_http_requests_total`; a family with a unit ends with it.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the request-duration histogram buckets.
+const DURATION_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
+/// Everything counted since the server started; survives reloads.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// (host, module, status class) → requests answered.
+    requests: Mutex<BTreeMap<(String, String, &'static str), u64>>,
+    /// One counter per bucket of [`DURATION_BUCKETS`], plus +Inf.
+    duration_buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
+    duration_nanos: AtomicU64,
+    connections_open: AtomicI64,
+    connections: AtomicU64,
+    tls_ok: AtomicU64,
+    tls_failed: AtomicU64,
+    modules: Mutex<BTreeMap<String, ModuleCounts>>,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct ModuleCounts {
+    instantiations: u64,
+    traps: u64,
+    timeouts: u64,
+}
+
+/// How one module run ended, as far as metrics care.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModuleOutcome {
+    Answered,
+    Trapped,
+    TimedOut,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// A metric family as the openmetrics module renders it.
+#[derive(Debug)]
+pub struct Family {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+    pub unit: &'static str,
+    pub samples: Vec<Sample>,
+}
+
+#[derive(Debug)]
+pub struct Sample {
+    pub suffix: &'static str,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+/// Counts an open connection until dropped.
+pub struct OpenConnection<'a>(&'a Metrics);
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.0.connections_open.fetch_sub(1, Relaxed);
+    }
+}
+
+impl Metrics {
+    pub fn request(&self, host: &str, module: &str, status: u16, took: Duration) {
+        let class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        if let Ok(mut requests) = self.requests.lock() {
+            *requests.entry((host.to_string(), module.to_string(), class)).or_default() += 1;
+        }
+        let seconds = took.as_secs_f64();
+        let bucket = DURATION_BUCKETS.iter().position(|bound| seconds <= *bound).unwrap_or(DURATION_BUCKETS.len());
+        self.duration_buckets[bucket].fetch_add(1, Relaxed);
+        self.duration_nanos.fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    pub fn connection_opened(&self) -> OpenConnection<'_> {
+        self.connections.fetch_add(1, Relaxed);
+        self.connections_open.fetch_add(1, Relaxed);
+        OpenConnection(self)
+    }
+
+    pub fn tls_handshake(&self, succeeded: bool) {
+        let counter = if succeeded { &self.tls_ok } else { &self.tls_failed };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    pub fn module_run(&self, module: &str, outcome: ModuleOutcome) {
+        let Ok(mut modules) = self.modules.lock() else { return };
+        let counts = modules.entry(module.to_string()).or_default();
+        counts.instantiations += 1;
+        match outcome {
+            ModuleOutcome::Answered => {}
+            ModuleOutcome::Trapped => counts.traps += 1,
+            ModuleOutcome::TimedOut => counts.timeouts += 1,
+        }
+    }
+
+    pub fn reload(&self, succeeded: bool) {
+        let counter = if succeeded { &self.reloads_ok } else { &self.reloads_failed };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// Every family, as it stands now.
+    pub fn families(&self) -> Vec<Family> {
+        let label = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let counter = |name, help, samples| Family { name, help, kind: Kind::Counter, unit: "", samples };
+        let total =
+            |labels: Vec<(String, String)>, value: u64| Sample { suffix: "_total", labels, value: value as f64 };
+
+        let requests = self.requests.lock().map(|r| r.clone()).unwrap_or_default();
+        let request_samples = requests
+            .iter()
+            .map(|((host, module, class), count)| {
+                total(label(&[("host", host), ("module", module), ("code", class)]), *count)
+            })
+            .collect();
+
+        let mut histogram = Vec::new();
+        let mut cumulative = 0;
+        for (index, bucket) in self.duration_buckets.iter().enumerate() {
+            cumulative += bucket.load(Relaxed);
+            let bound = DURATION_BUCKETS.get(index).map_or_else(|| "+Inf".to_string(), |b| b.to_string());
+            histogram.push(Sample { suffix: "_bucket", labels: label(&[("le", &bound)]), value: cumulative as f64 });
+        }
+        histogram.push(Sample { suffix: "_count", labels: Vec::new(), value: cumulative as f64 });
+        let sum = self.duration_nanos.load(Relaxed) as f64 / 1e9;
+        histogram.push(Sample { suffix: "_sum", labels: Vec::new(), value: sum });
+
+        let modules = self.modules.lock().map(|m| m.clone()).unwrap_or_default();
+        let per_module = |value: fn(&ModuleCounts) -> u64| -> Vec<Sample> {
+            modules.iter().map(|(module, counts)| total(label(&[("module", module)]), value(counts))).collect()
+        };
+        let gauge = |name, help, unit, value: f64| Family {
+            name,
+            help,
+            kind: Kind::Gauge,
+            unit,
+            samples: vec![Sample { suffix: "", labels: Vec::new(), value }],
+        };
+
+        vec![
+            counter(
+                "canto_http_requests",
+                "HTTP requests answered, by host, module and status class.",
+                request_samples,
+            ),
+            Family {
+                name: "canto_http_request_duration_seconds",
+                help: "Time from request head to response head.",
+                kind: Kind::Histogram,
+                unit: "seconds",
+                samples: histogram,
+            },
+            gauge(
+                "canto_connections_open",
+                "Client connections open now.",
+                "",
+                self.connections_open.load(Relaxed) as f64,
+            ),
+            counter(
+                "canto_connections",
+                "Client connections accepted.",
+                vec![total(Vec::new(), self.connections.load(Relaxed))],
+            ),
+            counter(
+                "canto_tls_handshakes",
+                "TLS handshakes, by result.",
+                vec![
+                    total(label(&[("result", "ok")]), self.tls_ok.load(Relaxed)),
+                    total(label(&[("result", "failed")]), self.tls_failed.load(Relaxed)),
+                ],
+            ),
+            counter(
+                "canto_module_instantiations",
+                "Module instances created, one per request.",
+                per_module(|c| c.instantiations),
+            ),
+            counter("canto_module_traps", "Module runs that trapped or failed.", per_module(|c| c.traps)),
+            counter(
+                "canto_module_timeouts",
+                "Module runs stopped by the CPU or wall-clock limit.",
+                per_module(|c| c.timeouts),
+            ),
+            counter(
+                "canto_reloads",
+                "Config and module reloads, by result.",
+                vec![
+                    total(label(&[("result", "ok")]), self.reloads_ok.load(Relaxed)),
+                    total(label(&[("result", "failed")]), self.reloads_failed.load(Relaxed)),
+                ],
+            ),
+            gauge("canto_resident_memory_bytes", "Resident memory of the server process.", "bytes", resident_bytes()),
+        ]
+    }
+}
+
+/// VmRSS from /proc (Linux); 0 where unavailable.
+fn resident_bytes() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<f64>().ok());
+    kib.unwrap_or(0.0) * 1024.0
+}
