@@ -88,7 +88,7 @@ def nginx(server_block):
     root = tempfile.mkdtemp(dir=work)
     conf = os.path.join(root, "nginx.conf")
     with open(conf, "w") as f:
-        f.write(f"""daemon off; worker_processes 1; error_log {root}/error.log; pid {root}/nginx.pid;
+        f.write(f"""user root; daemon off; worker_processes 1; error_log {root}/error.log; pid {root}/nginx.pid;
 events {{ worker_connections 1024; }}
 http {{ access_log off; keepalive_requests 1000000;
   server {{ listen 127.0.0.1:{port}; {server_block} }} }}
