@@ -35,6 +35,8 @@ fn main() {
         println!("cargo:rerun-if-changed={}", manifest_dir.join(watched).display());
     }
     println!("cargo:rerun-if-changed={}", wit.display());
+    println!("cargo:rerun-if-env-changed=CANTO_WASM_CC");
+    println!("cargo:rerun-if-env-changed=PATH");
 
     let (python, javascript, c) = std::thread::scope(|scope| {
         let python = scope.spawn(|| build_python(&manifest_dir.join("python"), &wit, &work, &out));

@@ -81,6 +81,7 @@ fn main() -> ExitCode {
     }
     if let Some(Command::Check { what: CheckWhat::Certs }) = args.command {
         let mut ports: Vec<u16> = config.https_listeners.iter().map(|addr| addr.port()).collect();
+        ports.sort_unstable();
         ports.dedup();
         let (report, problems) = canto::tls::describe(&config.tls, &ports);
         print!("{report}");
@@ -166,30 +167,46 @@ fn serve(config: Config) -> anyhow::Result<()> {
     runtime.block_on(async {
         tracing::info!("canto {} starting with {}", env!("CARGO_PKG_VERSION"), config.origin);
         let shutdown = shutdown_signal();
+        let hangups = hangup_signal();
         let server = Server::start(&config).await.context("cannot start")?;
-        reload_on_sighup(server.reload_handle());
+        reload_on_sighup(hangups, server.reload_handle());
         let _pidfile = PidFile::write(config.pidfile.as_ref());
         server.run(shutdown).await;
         Ok(())
     })
 }
 
-/// SIGHUP re-reads the config, as it does for Prosody.
-fn reload_on_sighup(handle: canto::server::ReloadHandle) {
-    // Installed before the server is up: SIGHUP's default action kills.
+/// SIGHUP's handler, installed before the server starts: its default
+/// action kills, and systemd's ExecReload may send it during startup.
+#[cfg(unix)]
+type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangups = ();
+
+fn hangup_signal() -> Hangups {
     #[cfg(unix)]
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(mut hangups) => {
-            tokio::spawn(async move {
-                while hangups.recv().await.is_some() {
-                    handle.reload().await;
-                }
-            });
+        Ok(signal) => Some(signal),
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch SIGHUP; config reload is unavailable");
+            None
         }
-        Err(error) => tracing::warn!(%error, "cannot watch SIGHUP; config reload is unavailable"),
+    }
+}
+
+/// SIGHUP re-reads the config, as it does for Prosody; hangups during
+/// startup are delivered once the server is up.
+fn reload_on_sighup(hangups: Hangups, handle: canto::server::ReloadHandle) {
+    #[cfg(unix)]
+    if let Some(mut hangups) = hangups {
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                handle.reload().await;
+            }
+        });
     }
     #[cfg(not(unix))]
-    drop(handle);
+    let _ = (hangups, handle);
 }
 
 /// Resolves on the first SIGINT or SIGTERM. The handlers are installed

@@ -1674,6 +1674,20 @@ mod https {
         wait_for_log(&["still serving the certificate loaded before", &cert_path]).await;
         assert!(served_cert(addr, Some("renew.test")).await.unwrap() == renewed.der);
         assert_eq!(kept.get("renew.test", "/whoami/").await.unwrap().0, 200);
+        // So does one caught empty, which no longer even looks like a certificate.
+        let seen = canto_tests::log_lines_with(&["still serving the certificate loaded before", &cert_path]).len();
+        std::fs::write(dir.join("renew.test.crt"), "").unwrap();
+        for _ in 0..100 {
+            if canto_tests::log_lines_with(&["still serving the certificate loaded before", &cert_path]).len() > seen {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            canto_tests::log_lines_with(&["still serving the certificate loaded before", &cert_path]).len() > seen,
+            "the empty file was not noticed"
+        );
+        assert!(served_cert(addr, Some("renew.test")).await.unwrap() == renewed.der);
     }
 
     /// A reload that adds an http interface and an https port opens them,

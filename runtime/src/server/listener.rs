@@ -62,6 +62,8 @@ struct RunningLoop {
     secure: bool,
     local: Option<SocketAddr>,
     close: watch::Sender<bool>,
+    /// Ends once the loop has dropped its socket.
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl AcceptLoops {
@@ -83,8 +85,8 @@ impl AcceptLoops {
             closed,
             self.alive.clone(),
         );
-        tokio::spawn(accept);
-        self.running.push(RunningLoop { configured: bound.configured, secure, local, close });
+        let task = tokio::spawn(accept);
+        self.running.push(RunningLoop { configured: bound.configured, secure, local, close, task });
     }
 
     /// Configured addresses of the running loops for one service.
@@ -97,18 +99,19 @@ impl AcceptLoops {
         self.running.iter().find(|l| l.secure == secure).and_then(|l| l.local)
     }
 
-    /// Stops accepting on `configured`; its open connections finish normally.
-    pub fn close(&mut self, configured: SocketAddr, secure: bool) {
-        self.running.retain(|running| {
-            let keep = !(running.configured == configured && running.secure == secure);
-            if !keep {
-                let _ = running.close.send(true);
-                let scheme = if secure { "https" } else { "http" };
-                let local = running.local.map_or_else(|| configured.to_string(), |a| a.to_string());
-                tracing::info!("no longer listening on {scheme}://{local}");
-            }
-            keep
-        });
+    /// Stops accepting on `configured` and returns once its socket is
+    /// closed (so the address can be bound again); its open connections
+    /// finish normally.
+    pub async fn close(&mut self, configured: SocketAddr, secure: bool) {
+        let Some(index) = self.running.iter().position(|l| l.configured == configured && l.secure == secure) else {
+            return;
+        };
+        let running = self.running.swap_remove(index);
+        let _ = running.close.send(true);
+        let _ = running.task.await;
+        let scheme = if secure { "https" } else { "http" };
+        let local = running.local.map_or_else(|| configured.to_string(), |a| a.to_string());
+        tracing::info!("no longer listening on {scheme}://{local}");
     }
 }
 
@@ -149,7 +152,12 @@ async fn accept_loop(
                         Some(tls) => {
                             let handshake = tls.accept(stream);
                             tokio::spawn(async move {
-                                let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await;
+                                let mut stop_handshake = stop.clone();
+                                let handshake = tokio::select! {
+                                    done = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake) => done,
+                                    // A client that never finishes must not hold up shutdown.
+                                    _ = stopping(&mut stop_handshake) => return,
+                                };
                                 state.load().metrics.tls_handshake(matches!(handshake, Ok(Ok(_))));
                                 match handshake {
                                     Ok(Ok(stream)) => {

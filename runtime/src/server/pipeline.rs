@@ -202,6 +202,8 @@ async fn dispatch(
     let head = request.method() == http::Method::HEAD;
     let result = invocation.run(request).await;
     let outcome = match &result {
+        // The body was cut at the limit: the module did nothing wrong.
+        Err(_) if overflowed.load(Ordering::Relaxed) => ModuleOutcome::Answered,
         Err(WasmError::Timeout { .. }) => ModuleOutcome::TimedOut,
         Err(_) => ModuleOutcome::Trapped,
         Ok(_) => ModuleOutcome::Answered,

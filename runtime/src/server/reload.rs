@@ -225,7 +225,7 @@ impl Reloader {
             }
         };
         self.certificates.reload(&config.tls);
-        self.rebind(&config, loops);
+        self.rebind(&config, loops).await;
         self.commit(config, &loaded, versions);
         self.module_files = FileWatch::new(module_paths(&self.config));
         self.certificate_files = FileWatch::new(crate::tls::watched_paths(&self.config.tls));
@@ -235,13 +235,18 @@ impl Reloader {
 
     /// Opens listeners the new config adds and closes those it removes;
     /// unchanged ones keep their sockets and connections.
-    fn rebind(&mut self, config: &Config, loops: &mut super::listener::AcceptLoops) {
+    async fn rebind(&mut self, config: &Config, loops: &mut super::listener::AcceptLoops) {
+        // Close first, everywhere: a port moving between addresses or
+        // services must be free before it is bound again.
+        for secure in [false, true] {
+            let wanted = if secure { &config.https_listeners } else { &config.http_listeners };
+            for addr in loops.configured(secure).iter().filter(|addr| !wanted.contains(addr)) {
+                loops.close(*addr, secure).await;
+            }
+        }
         for secure in [false, true] {
             let wanted = if secure { &config.https_listeners } else { &config.http_listeners };
             let running = loops.configured(secure);
-            for addr in running.iter().filter(|addr| !wanted.contains(addr)) {
-                loops.close(*addr, secure);
-            }
             let added: Vec<SocketAddr> = wanted.iter().filter(|addr| !running.contains(addr)).copied().collect();
             let bound = if secure {
                 super::open_https(&added, &config.tls, &mut self.certificates)

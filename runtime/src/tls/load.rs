@@ -79,6 +79,11 @@ pub struct CertLoader {
 }
 
 impl CertLoader {
+    /// Whether this pair loaded before (and so has a version to fall back on).
+    pub fn knows(&self, cert: &Path, key: &Path) -> bool {
+        self.loaded.contains_key(&(cert.to_path_buf(), key.to_path_buf()))
+    }
+
     /// The pair at these paths. When the files changed and no longer load,
     /// the version loaded before is kept and the reason logged once.
     pub fn load(&mut self, cert: &Path, key: &Path) -> Result<Arc<LoadedCert>, CertError> {

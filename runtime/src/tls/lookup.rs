@@ -28,11 +28,17 @@ impl CertIndex {
         let mut entries = Vec::new();
         for cert_path in files {
             let name = cert_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            if !(name.ends_with(".crt") || name.contains("fullchain")) || !starts_with_certificate(&cert_path) {
+            if !(name.ends_with(".crt") || name.contains("fullchain")) {
                 continue;
             }
             let Some(key_path) = index_key_path(&cert_path) else { continue };
-            if !key_path.is_file() {
+            // A pair that loaded before goes to the loader even if it looks
+            // broken now (a renewal caught mid-write): it keeps the old one.
+            let known = loader.knows(&cert_path, &key_path);
+            if !known && !starts_with_certificate(&cert_path) {
+                continue;
+            }
+            if !known && !key_path.is_file() {
                 problems.push(format!("{}: no key at {}; not using it", cert_path.display(), key_path.display()));
                 continue;
             }

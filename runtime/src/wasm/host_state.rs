@@ -80,11 +80,13 @@ impl InstanceState {
         wasi.stdout(GuestOutput { mount: Arc::clone(&mount), stream: "stdout" });
         wasi.stderr(GuestOutput { mount: Arc::clone(&mount), stream: "stderr" });
         wasi.envs(&mount.grants.env);
-        // Granted files are local: a stat or a 64 KiB read from the page
-        // cache costs less than handing it to tokio's blocking pool.
-        wasi.allow_blocking_current_thread(true);
         let dirs = mount.grants.read_dirs.iter().map(|d| (d, FsPerms::ReadOnly));
         for (dir, perms) in dirs.chain(mount.grants.write_dirs.iter().map(|d| (d, FsPerms::ReadWrite))) {
+            // Reads of granted files (a stat, a 64 KiB read from the page
+            // cache) cost less than a hand-off to tokio's blocking pool, so
+            // they run on the request's thread; writes and fsyncs, which
+            // can stall, still go to the pool. Captured per directory.
+            wasi.allow_blocking_current_thread(perms == FsPerms::ReadOnly);
             let guest_path = dir.to_string_lossy();
             if let Err(error) = wasi.preopened_dir(dir, &*guest_path, perms) {
                 tracing::error!(module = %mount.module, "granted directory {} is unavailable: {error:#}", dir.display());
