@@ -4,10 +4,15 @@ run, reported as ratios (these machines are shared and noisy; absolute
 numbers alone mean little). Run through bench/run, which builds everything.
 
 Scenarios:
-  hello      keep-alive HTTP/1.1 hello: canto vs native hyper, nginx, Prosody
-  static     a 4 KiB file: canto's http_files vs nginx vs Prosody's mod_http_files
+  hello      keep-alive HTTP/1.1 hello: canto vs native hyper, nginx, Prosody;
+             then p99 of canto and native hyper at half of canto's peak rate
+  wasi-http  the same standard wasi:http component in canto and `wasmtime serve`
+  static     4 KiB and 1 MiB files: canto's http_files vs nginx vs Prosody's mod_http_files
+  https      TLS handshakes per second and keep-alive throughput over TLS, vs nginx
+  vhosts     1, 100 and 1,000 virtual hosts with 3 modules each: startup, memory, throughput
   languages  whoami in Rust, Python, JavaScript, C: size and per-request latency
-  reload     module swap: write -> first request served by the new version
+  reload     module swap: write -> first request served by the new version, and
+             requests lost / latency spike while swapping under load
   restart    start -> listening with a cold vs warm compile cache
 
 `--smoke` (what CI runs): canto only, 1 s per measurement, and any error
@@ -23,12 +28,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CANTO = os.path.join(ROOT, "target/release/canto")
 NATIVE = os.path.join(ROOT, "target/release/native-hello")
+WASMTIME = os.environ.get("WASMTIME", os.path.join(ROOT, "target/bench-tools/bin/wasmtime"))
 GUESTS = os.path.join(ROOT, "target/guests/wasm32-wasip2/release")
 LANGUAGES = os.path.join(ROOT, "target/languages/out")
 SMOKE = "--smoke" in sys.argv
@@ -87,15 +94,17 @@ def canto(config, plugins=(), env=None):
     return process, port, plugin_dir
 
 
-def nginx(server_block):
+def nginx(server_block, tls=None):
+    """Starts nginx with one server block; `tls` = (cert, key) makes its listener HTTPS."""
     port = free_port()
+    listen = f"listen 127.0.0.1:{port}" + (f" ssl; ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]};" if tls else ";")
     root = tempfile.mkdtemp(dir=work)
     conf = os.path.join(root, "nginx.conf")
     with open(conf, "w") as f:
         f.write(f"""user root; daemon off; worker_processes 1; error_log {root}/error.log; pid {root}/nginx.pid;
 events {{ worker_connections 1024; }}
 http {{ access_log off; keepalive_requests 1000000;
-  server {{ listen 127.0.0.1:{port}; {server_block} }} }}
+  server {{ {listen} {server_block} }} }}
 """)
     start(["nginx", "-c", conf, "-p", root])
     wait_port(port)
@@ -123,25 +132,60 @@ http_interfaces = {{ "127.0.0.1" }}
     return port
 
 
-def wrk(url, connections=CONNECTIONS, duration=DURATION):
-    """(requests/s, p50 ms, p99 ms) from wrk."""
+def wrk_run(url, connections=CONNECTIONS, duration=DURATION, script=None, headers=(), allow_errors=False):
+    """Runs wrk; returns its report as a dict: rps, p50, p99, max (ms), requests, errors, transfer (bytes/s)."""
     threads = min(2, connections)
-    out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", url],
-        capture_output=True, text=True, check=True,
-    ).stdout
-    if "Non-2xx" in out or "Socket errors" in out:
+    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency"]
+    for header in headers:
+        argv += ["-H", header]
+    if script:
+        path = os.path.join(work, f"wrk-{len(os.listdir(work))}.lua")
+        with open(path, "w") as f:
+            f.write(script)
+        argv += ["-s", path]
+    out = subprocess.run(argv + [url], capture_output=True, text=True, check=True).stdout
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    errors += int((re.search(r"Non-2xx or 3xx responses: (\d+)", out) or [0, 0])[1])
+    if errors and not allow_errors:
         problem = " ".join(l.strip() for l in out.splitlines() if "Non-2xx" in l or "Socket" in l)
         if SMOKE:
             sys.exit(f"smoke run failed: {url}: {problem}")
         print(f"  warning: {url}: {problem}", file=sys.stderr)
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
-    def ms(label):
-        value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    def ms(pattern):
+        value, unit = re.search(pattern, out, re.M).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
-    return rps, ms("50%"), ms("99%")
+    def size(text):
+        value, unit = re.match(r"([\d.]+)(B|KB|MB|GB)", text).groups()
+        return float(value) * {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}[unit]
+
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": ms(r"^\s+50%\s+([\d.]+)(us|ms|s|m)\s*$"),
+        "p99": ms(r"^\s+99%\s+([\d.]+)(us|ms|s|m)\s*$"),
+        "max": ms(r"^\s+Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s|m)"),
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "errors": errors,
+        "transfer": size(re.search(r"Transfer/sec:\s+(\S+)", out).group(1)),
+    }
+
+
+def wrk(url, connections=CONNECTIONS, duration=DURATION):
+    """(requests/s, p50 ms, p99 ms) from wrk."""
+    report = wrk_run(url, connections, duration)
+    return report["rps"], report["p50"], report["p99"]
+
+
+def paced(rate, connections=CONNECTIONS):
+    """A wrk script holding the offered load near `rate` requests/s: each
+    connection waits between requests (wrk's delay() is whole milliseconds)."""
+    return f"function delay() return {max(1, round(connections * 1000 / rate))} end\n"
+
+
+def rss_kib(process):
+    with open(f"/proc/{process.pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1))
 
 
 def throughput_rows(scenario, systems):
@@ -153,6 +197,7 @@ def throughput_rows(scenario, systems):
     for name, (rps, p50, p99) in results:
         ratio = "" if name == results[0][0] else f"canto = {canto_rps / rps:.2f}x"
         rows.append((scenario, name, f"{rps:,.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms", ratio))
+    return results
 
 
 def scenario_hello():
@@ -164,12 +209,39 @@ def scenario_hello():
         wait_port(native_port)
         nginx_port = nginx('location / { default_type "text/plain; charset=utf-8"; return 200 "hello from localhost\\n"; }')
         prosody_port = prosody('VirtualHost "localhost"\n  modules_enabled = { "bench_hello" }\n')
-    throughput_rows("hello", [
+    results = throughput_rows("hello", [
         ("canto + http_hello.wasm", f"http://localhost:{port}/hello/"),
         ("native hyper", f"http://127.0.0.1:{native_port}/hello/"),
         ("nginx (return 200)", f"http://127.0.0.1:{nginx_port}/"),
         ("Prosody 0.12 Lua module", f"http://localhost:{prosody_port}/bench_hello/"),
     ])
+    if not SMOKE:
+        # Latency when not saturated: both servers offered half canto's peak.
+        half = results[0][1][0] / 2
+        canto_half = wrk_run(f"http://localhost:{port}/hello/", script=paced(half))
+        native_half = wrk_run(f"http://127.0.0.1:{native_port}/hello/", script=paced(half))
+        for name, report in [("canto + http_hello.wasm", canto_half), ("native hyper", native_half)]:
+            ratio = "" if report is canto_half else f"canto p99 = {canto_half['p99'] / report['p99']:.2f}x"
+            rows.append(("hello at half load", name,
+                         f"{report['rps']:,.0f} req/s offered {half:,.0f}, p50 {report['p50']:.2f} ms, "
+                         f"p99 {report['p99']:.2f} ms", ratio))
+    stop(proc)
+
+
+def scenario_wasi_http():
+    """The same standard wasi:http component (http_plain) in canto and in `wasmtime serve`."""
+    plain = os.path.join(GUESTS, "http_plain.wasm")
+    proc, port, _ = canto('VirtualHost "localhost"\n  modules_enabled = { "http_plain" }\n',
+                          plugins=[("http_plain", plain)])
+    systems = [("canto + http_plain.wasm", f"http://localhost:{port}/plain/")]
+    if not SMOKE:
+        if not os.path.exists(WASMTIME):
+            sys.exit(f"no wasmtime at {WASMTIME}: bench/run installs it (or set WASMTIME)")
+        serve_port = free_port()
+        start([WASMTIME, "serve", "-S", "cli", "--addr", f"127.0.0.1:{serve_port}", plain])
+        wait_port(serve_port)
+        systems.append(("wasmtime serve -S cli + http_plain.wasm", f"http://127.0.0.1:{serve_port}/plain/"))
+    throughput_rows("wasi:http component", systems)
     stop(proc)
 
 
@@ -177,6 +249,8 @@ def scenario_static():
     www = tempfile.mkdtemp(dir=work)
     with open(os.path.join(www, "4k.txt"), "wb") as f:
         f.write(os.urandom(2048).hex().encode())
+    with open(os.path.join(www, "1m.bin"), "wb") as f:
+        f.write(os.urandom(1 << 20))
     proc, port, _ = canto(
         f'VirtualHost "localhost"\n  modules_enabled = {{ "http_files" }}\n  http_files_dir = "{www}"\n',
         plugins=[("http_files", os.path.join(GUESTS, "http_files.wasm"))],
@@ -190,7 +264,75 @@ def scenario_static():
         ("nginx", f"http://127.0.0.1:{nginx_port}/files/4k.txt"),
         ("Prosody mod_http_files", f"http://localhost:{prosody_port}/files/4k.txt"),
     ])
+    systems = [("canto + http_files.wasm", f"http://localhost:{port}/files/1m.bin"),
+               ("nginx", f"http://127.0.0.1:{nginx_port}/files/1m.bin"),
+               ("Prosody mod_http_files", f"http://localhost:{prosody_port}/files/1m.bin")]
+    results = [(name, wrk_run(url, connections=16)) for name, url in systems[:1 if SMOKE else 3]]
+    for name, report in results:
+        ratio = "" if report is results[0][1] else f"canto = {results[0][1]['rps'] / report['rps']:.2f}x"
+        rows.append(("static 1 MiB (16 connections)", name,
+                     f"{report['rps']:,.0f} req/s = {report['transfer'] / (1 << 20):,.0f} MiB/s, "
+                     f"p99 {report['p99']:.2f} ms", ratio))
     stop(proc)
+
+
+def self_signed(directory, name):
+    """An ECDSA P-256 certificate for `name`; returns (cert, key) paths."""
+    cert, key = os.path.join(directory, f"{name}.crt"), os.path.join(directory, f"{name}.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", key, "-out", cert, "-days", "2", "-subj", f"/CN={name}",
+                    "-addext", f"subjectAltName=DNS:{name}"], check=True, capture_output=True)
+    return cert, key
+
+
+def scenario_https():
+    certs = tempfile.mkdtemp(dir=work)
+    cert, key = self_signed(certs, "localhost")
+    tls_port = free_port()
+    proc, _, _ = canto(f'https_ports = {{ {tls_port} }}\nhttps_interfaces = {{ "127.0.0.1" }}\n'
+                       f'https_ssl = {{ certificate = "{cert}", key = "{key}" }}\n'
+                       'VirtualHost "localhost"\n  modules_enabled = { "http_hello" }\n')
+    wait_port(tls_port)
+    systems = [("canto + http_hello.wasm", f"https://localhost:{tls_port}/hello/")]
+    if not SMOKE:
+        nginx_port = nginx('location / { default_type "text/plain; charset=utf-8"; return 200 "hello from localhost\\n"; }',
+                           tls=(cert, key))
+        systems.append(("nginx (return 200)", f"https://localhost:{nginx_port}/"))
+    for label, headers in [("HTTPS keep-alive", ()), ("HTTPS new connection per request", ("Connection: close",))]:
+        results = [(name, wrk_run(url, headers=headers)) for name, url in systems]
+        for name, report in results:
+            ratio = "" if report is results[0][1] else f"canto = {results[0][1]['rps'] / report['rps']:.2f}x"
+            what = "handshakes/s" if headers else "req/s"
+            rows.append((label, name, f"{report['rps']:,.0f} {what}, p50 {report['p50']:.2f} ms, "
+                         f"p99 {report['p99']:.2f} ms", ratio))
+    stop(proc)
+
+
+def scenario_vhosts():
+    """Cost per virtual host: startup, memory and throughput with 1, 100 and 1,000 hosts of 3 modules each."""
+    counts = [1, 10] if SMOKE else [1, 100, 1000]
+    baseline = None
+    for count in counts:
+        hosts = [f"host{i}.test" for i in range(count)]
+        config = "".join(f'VirtualHost "{host}"\n  modules_enabled = {{ "http_hello", "http_whoami", "http_echo" }}\n'
+                         for host in hosts)
+        began = time.monotonic()
+        proc, port, _ = canto(config)
+        startup = time.monotonic() - began
+        idle_rss = rss_kib(proc)
+        # Every request names a different host, in turn, so all of them are in play.
+        names = ", ".join(f'"{host}"' for host in hosts)
+        script = (f"local hosts = {{ {names} }}\nlocal i = 0\n"
+                  "request = function()\n  i = i % #hosts + 1\n"
+                  "  return wrk.format('GET', '/hello/', { Host = hosts[i] })\nend\n")
+        report = wrk_run(f"http://127.0.0.1:{port}/hello/", script=script)
+        loaded_rss = rss_kib(proc)
+        stop(proc)
+        baseline = baseline or report["rps"]
+        rows.append(("virtual hosts", f"{count:,} host{'s' if count > 1 else ''} x 3 modules",
+                     f"start {startup:.2f} s, RSS {idle_rss / 1024:,.0f} MiB idle / {loaded_rss / 1024:,.0f} MiB "
+                     f"after load, {report['rps']:,.0f} req/s across all hosts",
+                     "" if count == counts[0] else f"throughput = {report['rps'] / baseline:.2f}x of 1 host"))
 
 
 def scenario_languages():
@@ -231,6 +373,34 @@ def scenario_reload():
     rows.append(("reload", "module swap, write -> new version served",
                  f"median {statistics.median(latencies):.0f} ms, max {max(latencies):.0f} ms (10 swaps)",
                  "includes 100 ms polling + 150 ms settle"))
+
+    # Under load: the same wrk run with and without a swap every half second.
+    steady = wrk_run(url, allow_errors=True)
+    stop_swapping = threading.Event()
+
+    def swap_repeatedly():
+        i = 0
+        while not stop_swapping.wait(0.5):
+            i += 1
+            tmp = os.path.join(plugin_dir, "swap.tmp")
+            shutil.copy(versions[i % 2], tmp)
+            os.rename(tmp, os.path.join(plugin_dir, "mod_swap.wasm"))
+
+    swapper = threading.Thread(target=swap_repeatedly)
+    swapper.start()
+    try:
+        swapping = wrk_run(url, allow_errors=True)
+    finally:
+        stop_swapping.set()
+        swapper.join()
+    swaps = int(DURATION / 0.5)
+    if SMOKE and (steady["errors"] or swapping["errors"]):
+        sys.exit(f"smoke run failed: {swapping['errors']} requests lost while swapping modules")
+    for name, report in [("steady", steady), (f"swapping every 0.5 s (~{swaps} swaps)", swapping)]:
+        rows.append(("reload under load", name,
+                     f"{report['requests']:,} requests, {report['errors']} failed, {report['rps']:,.0f} req/s, "
+                     f"p99 {report['p99']:.2f} ms, max {report['max']:.2f} ms",
+                     "" if report is steady else f"max latency = {swapping['max'] / steady['max']:.1f}x steady"))
     stop(proc)
 
 
@@ -256,7 +426,8 @@ def scenario_restart():
                  f"warm = {timings[0] / timings[1]:.1f}x faster"))
 
 
-SCENARIOS = [("hello", scenario_hello), ("static", scenario_static), ("languages", scenario_languages),
+SCENARIOS = [("hello", scenario_hello), ("wasi-http", scenario_wasi_http), ("static", scenario_static),
+             ("https", scenario_https), ("vhosts", scenario_vhosts), ("languages", scenario_languages),
              ("reload", scenario_reload), ("restart", scenario_restart)]
 
 try:

@@ -1,0 +1,112 @@
+//! The per-request cost of the wasm sandbox, in process (no sockets): what
+//! canto pays for each request on top of its native pipeline.
+//!
+//! - `store`: a fresh `Store` with its WASI and `wasi:http` state, dropped.
+//! - `instantiate`: that plus instantiating the pre-linked component (a
+//!   pooling-allocator slot, imports, the memory reset when it is dropped).
+//! - `request`: canto's whole module call, `Invocation::run` on a GET, with
+//!   the response body read to its end: what a request to a module costs
+//!   beyond HTTP parsing and the socket.
+//!
+//! One tokio thread, so the figures are CPU cost without cross-thread
+//! wake-ups (the server's multi-thread runtime adds those).
+//!
+//! Run with `cargo bench -p canto-bench --bench instantiate`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http_body_util::{BodyExt, Empty};
+use wasmtime::Store;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use canto::config::{Config, ModuleLimits};
+use canto::wasm::{InstanceState, Invocation, LoadedModule, MountIdentity, RequestFacts, SandboxLimits, linker};
+
+const MODULES: [(&str, &str); 2] = [("http_hello", canto_guests::HTTP_HELLO), ("http_plain", canto_guests::HTTP_PLAIN)];
+
+fn limits() -> ModuleLimits {
+    match Config::builtin_default(&canto::builtin::names()) {
+        Ok(config) => config.limits,
+        Err(error) => panic!("the built-in default config does not load: {error}"),
+    }
+}
+
+fn mount(module: &str) -> Arc<MountIdentity> {
+    Arc::new(MountIdentity {
+        module: Arc::from(module),
+        host: Arc::from("localhost"),
+        options: Default::default(),
+        grants: Default::default(),
+        metrics: None,
+    })
+}
+
+fn facts() -> RequestFacts {
+    RequestFacts {
+        host: Arc::from("localhost"),
+        base_path: Arc::from("/hello"),
+        base_url: Arc::from("http://localhost:5280/hello"),
+        client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+        secure: false,
+    }
+}
+
+fn per_request(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+    let limits = limits();
+    let sandbox = SandboxLimits::from(&limits);
+    let engine = canto::wasm::engine::build(&limits).expect("the wasm engine");
+    let linker = linker(&engine).expect("the module linker");
+    let instances = Arc::new(tokio::sync::Semaphore::new(limits.pool_size as usize));
+
+    for (name, path) in MODULES {
+        let bytes = std::fs::read(path).expect("guest modules are built by canto-guests");
+        let component = wasmtime::component::Component::new(&engine, &bytes).expect("the module compiles");
+        let pre = ProxyPre::new(linker.instantiate_pre(&component).expect("the module links")).expect("wasi:http");
+        let module =
+            Arc::new(runtime.block_on(LoadedModule::load(&engine, &linker, name, &bytes, &limits)).expect("loads"));
+        let identity = mount(name);
+
+        let mut group = c.benchmark_group(name);
+        group.bench_function("store", |b| {
+            b.iter(|| Store::new(&engine, InstanceState::new(Arc::clone(&identity), Some(facts()), &sandbox)));
+        });
+        group.bench_function("instantiate", |b| {
+            b.to_async(&runtime).iter(|| async {
+                let state = InstanceState::new(Arc::clone(&identity), Some(facts()), &sandbox);
+                let mut store = Store::new(&engine, state);
+                store.set_epoch_deadline(1_000_000);
+                pre.instantiate_async(&mut store).await.expect("instantiates");
+            });
+        });
+        group.bench_function("request", |b| {
+            b.to_async(&runtime).iter(|| async {
+                let permits = [
+                    Arc::clone(&module.concurrency).acquire_owned().await.expect("a module permit"),
+                    Arc::clone(&instances).acquire_owned().await.expect("a pool permit"),
+                ];
+                let invocation = Invocation {
+                    module: Arc::clone(&module),
+                    mount: Arc::clone(&identity),
+                    facts: facts(),
+                    sandbox,
+                    timeout: limits.timeout,
+                    wall_timeout: limits.wall_timeout,
+                    max_response_bytes: limits.max_response_bytes,
+                    permits,
+                };
+                let request =
+                    http::Request::get("http://localhost/hello/").body(Empty::<Bytes>::new()).expect("a request");
+                let response = invocation.run(request).await.expect("the module answers");
+                let body = response.into_body().collect().await.expect("a whole body").to_bytes();
+                assert!(!body.is_empty());
+            });
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, per_request);
+criterion_main!(benches);
