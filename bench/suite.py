@@ -188,20 +188,38 @@ def rss_kib(process):
         return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1))
 
 
-def throughput_rows(scenario, systems):
-    """systems: [(name, url)], the first being canto; rows with canto's ratio to each peer."""
+FRESH = "fresh instance per request"
+REUSED = "instances reused"
+REUSE = "http_module_instance_reuse = 1000\n"
+
+
+def throughput_rows(scenario, systems, cantos=1):
+    """systems: [(name, url)], the first `cantos` being canto (in its modes);
+    rows with each canto's ratio to each peer."""
     if SMOKE:
-        systems = systems[:1]
+        systems = systems[:cantos]
     results = [(name, wrk(url)) for name, url in systems]
-    canto_rps = results[0][1][0]
+    ours = results[:cantos]
     for name, (rps, p50, p99) in results:
-        ratio = "" if name == results[0][0] else f"canto = {canto_rps / rps:.2f}x"
+        if (name, (rps, p50, p99)) in ours:
+            ratio = ""
+        elif cantos == 1:
+            ratio = f"canto = {ours[0][1][0] / rps:.2f}x"
+        else:
+            ratio = ", ".join(f"{mode(ours_name)} {ours_rps / rps:.2f}x" for ours_name, (ours_rps, _, _) in ours)
         rows.append((scenario, name, f"{rps:,.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms", ratio))
     return results
 
 
+def mode(name):
+    """A canto row's mode, for ratio columns: "fresh" or "reused"."""
+    return "reused" if REUSED in name else "fresh"
+
+
 def scenario_hello():
-    proc, port, _ = canto('VirtualHost "localhost"\n  modules_enabled = { "http_hello" }\n')
+    config = 'VirtualHost "localhost"\n  modules_enabled = { "http_hello" }\n'
+    proc, port, _ = canto(config)
+    reused, reused_port, _ = canto(REUSE + config)
     native_port = nginx_port = prosody_port = 0
     if not SMOKE:
         native_port = free_port()
@@ -210,30 +228,36 @@ def scenario_hello():
         nginx_port = nginx('location / { default_type "text/plain; charset=utf-8"; return 200 "hello from localhost\\n"; }')
         prosody_port = prosody('VirtualHost "localhost"\n  modules_enabled = { "bench_hello" }\n')
     results = throughput_rows("hello", [
-        ("canto + http_hello.wasm", f"http://localhost:{port}/hello/"),
+        (f"canto + http_hello.wasm, {FRESH}", f"http://localhost:{port}/hello/"),
+        (f"canto + http_hello.wasm, {REUSED}", f"http://localhost:{reused_port}/hello/"),
         ("native hyper", f"http://127.0.0.1:{native_port}/hello/"),
         ("nginx (return 200)", f"http://127.0.0.1:{nginx_port}/"),
         ("Prosody 0.12 Lua module", f"http://localhost:{prosody_port}/bench_hello/"),
-    ])
+    ], cantos=2)
     if not SMOKE:
-        # Latency when not saturated: both servers offered half canto's peak.
-        half = results[0][1][0] / 2
-        canto_half = wrk_run(f"http://localhost:{port}/hello/", script=paced(half))
-        native_half = wrk_run(f"http://127.0.0.1:{native_port}/hello/", script=paced(half))
-        for name, report in [("canto + http_hello.wasm", canto_half), ("native hyper", native_half)]:
-            ratio = "" if report is canto_half else f"canto p99 = {canto_half['p99'] / report['p99']:.2f}x"
-            rows.append(("hello at half load", name,
-                         f"{report['rps']:,.0f} req/s offered {half:,.0f}, p50 {report['p50']:.2f} ms, "
-                         f"p99 {report['p99']:.2f} ms", ratio))
+        # Latency when not saturated: each canto and native hyper offered
+        # half of that canto's peak.
+        for (name, (peak, _, _)), canto_port in zip(results[:2], [port, reused_port]):
+            half = peak / 2
+            ours = wrk_run(f"http://localhost:{canto_port}/hello/", script=paced(half))
+            native = wrk_run(f"http://127.0.0.1:{native_port}/hello/", script=paced(half))
+            for system, report in [(name, ours), ("native hyper", native)]:
+                ratio = "" if report is ours else f"canto p99 = {ours['p99'] / report['p99']:.2f}x"
+                rows.append((f"hello at half load ({mode(name)})", system,
+                             f"{report['rps']:,.0f} req/s offered {half:,.0f}, p50 {report['p50']:.2f} ms, "
+                             f"p99 {report['p99']:.2f} ms", ratio))
     stop(proc)
+    stop(reused)
 
 
 def scenario_wasi_http():
     """The same standard wasi:http component (http_plain) in canto and in `wasmtime serve`."""
     plain = os.path.join(GUESTS, "http_plain.wasm")
-    proc, port, _ = canto('VirtualHost "localhost"\n  modules_enabled = { "http_plain" }\n',
-                          plugins=[("http_plain", plain)])
-    systems = [("canto + http_plain.wasm", f"http://localhost:{port}/plain/")]
+    config = 'VirtualHost "localhost"\n  modules_enabled = { "http_plain" }\n'
+    proc, port, _ = canto(config, plugins=[("http_plain", plain)])
+    reused, reused_port, _ = canto(REUSE + config, plugins=[("http_plain", plain)])
+    systems = [(f"canto + http_plain.wasm, {FRESH}", f"http://localhost:{port}/plain/"),
+               (f"canto + http_plain.wasm, {REUSED}", f"http://localhost:{reused_port}/plain/")]
     if not SMOKE:
         if not os.path.exists(WASMTIME):
             sys.exit(f"no wasmtime at {WASMTIME}: bench/run installs it (or set WASMTIME)")
@@ -241,8 +265,9 @@ def scenario_wasi_http():
         start([WASMTIME, "serve", "-S", "cli", "--addr", f"127.0.0.1:{serve_port}", plain])
         wait_port(serve_port)
         systems.append(("wasmtime serve -S cli + http_plain.wasm", f"http://127.0.0.1:{serve_port}/plain/"))
-    throughput_rows("wasi:http component", systems)
+    throughput_rows("wasi:http component", systems, cantos=2)
     stop(proc)
+    stop(reused)
 
 
 def scenario_static():
@@ -251,29 +276,34 @@ def scenario_static():
         f.write(os.urandom(2048).hex().encode())
     with open(os.path.join(www, "1m.bin"), "wb") as f:
         f.write(os.urandom(1 << 20))
-    proc, port, _ = canto(
-        f'VirtualHost "localhost"\n  modules_enabled = {{ "http_files" }}\n  http_files_dir = "{www}"\n',
-        plugins=[("http_files", os.path.join(GUESTS, "http_files.wasm"))],
-    )
+    config = f'VirtualHost "localhost"\n  modules_enabled = {{ "http_files" }}\n  http_files_dir = "{www}"\n'
+    files = [("http_files", os.path.join(GUESTS, "http_files.wasm"))]
+    proc, port, _ = canto(config, plugins=files)
+    reused, reused_port, _ = canto(REUSE + config, plugins=files)
     nginx_port = prosody_port = 0
     if not SMOKE:
         nginx_port = nginx(f"location /files/ {{ alias {www}/; }}")
         prosody_port = prosody(f'VirtualHost "localhost"\n  modules_enabled = {{ "http_files" }}\n  http_files_dir = "{www}"\n')
     throughput_rows("static 4 KiB", [
-        ("canto + http_files.wasm", f"http://localhost:{port}/files/4k.txt"),
+        (f"canto + http_files.wasm, {FRESH}", f"http://localhost:{port}/files/4k.txt"),
+        (f"canto + http_files.wasm, {REUSED}", f"http://localhost:{reused_port}/files/4k.txt"),
         ("nginx", f"http://127.0.0.1:{nginx_port}/files/4k.txt"),
         ("Prosody mod_http_files", f"http://localhost:{prosody_port}/files/4k.txt"),
-    ])
-    systems = [("canto + http_files.wasm", f"http://localhost:{port}/files/1m.bin"),
+    ], cantos=2)
+    systems = [(f"canto + http_files.wasm, {FRESH}", f"http://localhost:{port}/files/1m.bin"),
+               (f"canto + http_files.wasm, {REUSED}", f"http://localhost:{reused_port}/files/1m.bin"),
                ("nginx", f"http://127.0.0.1:{nginx_port}/files/1m.bin"),
                ("Prosody mod_http_files", f"http://localhost:{prosody_port}/files/1m.bin")]
-    results = [(name, wrk_run(url, connections=16)) for name, url in systems[:1 if SMOKE else 3]]
+    results = [(name, wrk_run(url, connections=16)) for name, url in systems[:2 if SMOKE else 4]]
+    ours = results[:2]
     for name, report in results:
-        ratio = "" if report is results[0][1] else f"canto = {results[0][1]['rps'] / report['rps']:.2f}x"
+        ratio = "" if (name, report) in ours else ", ".join(
+            f"{mode(n)} {r['rps'] / report['rps']:.2f}x" for n, r in ours)
         rows.append(("static 1 MiB (16 connections)", name,
                      f"{report['rps']:,.0f} req/s = {report['transfer'] / (1 << 20):,.0f} MiB/s, "
                      f"p99 {report['p99']:.2f} ms", ratio))
     stop(proc)
+    stop(reused)
 
 
 def self_signed(directory, name):

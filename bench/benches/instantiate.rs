@@ -7,6 +7,8 @@
 //! - `request`: canto's whole module call, `Invocation::run` on a GET, with
 //!   the response body read to its end: what a request to a module costs
 //!   beyond HTTP parsing and the socket.
+//! - `request_reused`: the same with `http_module_instance_reuse`, the
+//!   instance kept between requests.
 //!
 //! One tokio thread, so the figures are CPU cost without cross-thread
 //! wake-ups (the server's multi-thread runtime adds those).
@@ -22,7 +24,9 @@ use wasmtime::Store;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use canto::config::{Config, ModuleLimits};
-use canto::wasm::{InstanceState, Invocation, LoadedModule, MountIdentity, RequestFacts, SandboxLimits, linker};
+use canto::wasm::{
+    IdleInstances, InstanceState, Invocation, LoadedModule, MountIdentity, RequestFacts, SandboxLimits, linker,
+};
 
 const MODULES: [(&str, &str); 2] = [("http_hello", canto_guests::HTTP_HELLO), ("http_plain", canto_guests::HTTP_PLAIN)];
 
@@ -81,29 +85,35 @@ fn per_request(c: &mut Criterion) {
                 pre.instantiate_async(&mut store).await.expect("instantiates");
             });
         });
-        group.bench_function("request", |b| {
-            b.to_async(&runtime).iter(|| async {
-                let permits = [
-                    Arc::clone(&module.concurrency).acquire_owned().await.expect("a module permit"),
-                    Arc::clone(&instances).acquire_owned().await.expect("a pool permit"),
-                ];
-                let invocation = Invocation {
-                    module: Arc::clone(&module),
-                    mount: Arc::clone(&identity),
-                    facts: facts(),
-                    sandbox,
-                    timeout: limits.timeout,
-                    wall_timeout: limits.wall_timeout,
-                    max_response_bytes: limits.max_response_bytes,
-                    permits,
-                };
-                let request =
-                    http::Request::get("http://localhost/hello/").body(Empty::<Bytes>::new()).expect("a request");
-                let response = invocation.run(request).await.expect("the module answers");
-                let body = response.into_body().collect().await.expect("a whole body").to_bytes();
-                assert!(!body.is_empty());
+        // A fresh instance per request (the default), and reused instances
+        // (`http_module_instance_reuse`).
+        let idle_budget = Arc::new(tokio::sync::Semaphore::new(4));
+        for (label, reuse) in [("request", None), ("request_reused", IdleInstances::new(1000, &idle_budget))] {
+            group.bench_function(label, |b| {
+                b.to_async(&runtime).iter(|| async {
+                    let permits = [
+                        Arc::clone(&module.concurrency).acquire_owned().await.expect("a module permit"),
+                        Arc::clone(&instances).acquire_owned().await.expect("a pool permit"),
+                    ];
+                    let invocation = Invocation {
+                        module: Arc::clone(&module),
+                        mount: Arc::clone(&identity),
+                        facts: facts(),
+                        sandbox,
+                        timeout: limits.timeout,
+                        wall_timeout: limits.wall_timeout,
+                        max_response_bytes: limits.max_response_bytes,
+                        permits,
+                        reuse: reuse.clone(),
+                    };
+                    let request =
+                        http::Request::get("http://localhost/hello/").body(Empty::<Bytes>::new()).expect("a request");
+                    let response = invocation.run(request).await.expect("the module answers");
+                    let body = response.into_body().collect().await.expect("a whole body").to_bytes();
+                    assert!(!body.is_empty());
+                });
             });
-        });
+        }
         group.finish();
     }
 }

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use crate::cors::CorsPolicy;
-use crate::wasm::{LoadedModule, MountIdentity};
+use crate::wasm::{IdleInstances, LoadedModule, MountIdentity};
 
 /// Everything served under one public host name (an `http_host`). Several
 /// configured hosts may share one, each mounting its modules at different
@@ -35,6 +35,8 @@ pub struct Mount {
     pub cors: Option<Arc<CorsPolicy>>,
     pub module: Arc<LoadedModule>,
     pub identity: Arc<MountIdentity>,
+    /// Instances kept between requests, when the module may reuse them.
+    pub reuse: Option<Arc<IdleInstances>>,
 }
 
 /// Where a request path leads on a site.

@@ -159,6 +159,44 @@ pub struct ModuleLimits {
     pub max_header_bytes: u64,
     /// Bytes of response body a module may send (`http_module_max_response_size`).
     pub max_response_bytes: u64,
+    /// How many requests one instance may serve (`http_module_instance_reuse`).
+    pub instance_reuse: InstanceReuse,
+}
+
+/// `http_module_instance_reuse`: requests one instance of a module serves,
+/// one after another, before it is retired. 1 (the default) is a fresh
+/// instance per request. A number applies to every module; a table sets it
+/// per app (`{ hello = 1000 }`), other apps keeping 1.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InstanceReuse {
+    pub every_app: Option<u32>,
+    pub per_app: BTreeMap<String, u32>,
+}
+
+impl InstanceReuse {
+    /// Requests per instance for `app` (the module name without `http_`).
+    pub fn for_app(&self, app: &str) -> u32 {
+        self.per_app.get(app).copied().or(self.every_app).unwrap_or(1)
+    }
+
+    /// Whether any module may keep instances between requests.
+    pub fn any(&self) -> bool {
+        self.every_app.is_some_and(|n| n > 1) || self.per_app.values().any(|&n| n > 1)
+    }
+
+    fn parse(value: &Spanned) -> Result<Self, ConfigError> {
+        const OPTION: &str = "http_module_instance_reuse";
+        match &value.value {
+            Value::Table(table) => {
+                let mut per_app = BTreeMap::new();
+                for (app, entry) in &table.map {
+                    per_app.insert(app.to_string(), typed::positive_u32(entry, &format!("{OPTION}.{app}"))?);
+                }
+                Ok(Self { every_app: None, per_app })
+            }
+            _ => Ok(Self { every_app: Some(typed::positive_u32(value, OPTION)?), per_app: BTreeMap::new() }),
+        }
+    }
 }
 
 /// What one module may touch beyond computing: nothing unless granted in
@@ -365,6 +403,10 @@ impl Config {
                 "http_module_max_response_size",
             )?
             .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
+            instance_reuse: match global.get("http_module_instance_reuse") {
+                Some(value) => InstanceReuse::parse(value)?,
+                None => InstanceReuse::default(),
+            },
         };
         let grants = match global.get("http_module_grants") {
             Some(value) => module_grants(value)?,

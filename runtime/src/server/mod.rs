@@ -24,7 +24,7 @@ use crate::config::{Config, HostConfig, ModuleLimits, ModuleSource, Value};
 use crate::proxy::TrustedProxies;
 use crate::routing::{Mount, normalize_base_path};
 use crate::vhost::HostTable;
-use crate::wasm::{LoadedModule, MountIdentity, WasmError};
+use crate::wasm::{IdleInstances, LoadedModule, MountIdentity, WasmError};
 
 /// How long shutdown waits for requests in flight before closing anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -100,19 +100,12 @@ impl Server {
             tracing::error!("Not listening on any ports; every module will be unreachable");
         }
 
-        let instances = Arc::new(Semaphore::new(config.limits.pool_size as usize));
+        let slots = InstanceSlots::new(&config.limits);
         let metrics = Arc::new(crate::metrics::Metrics::default());
-        let state = build_state(config, &loaded, public, Arc::clone(&instances), &metrics);
+        let state = build_state(config, &loaded, public, &slots, &metrics);
         let shared = Arc::new(ArcSwap::from_pointee(state));
-        let reloader = reload::Reloader::new(
-            loader,
-            certificates,
-            config.clone(),
-            versions,
-            public,
-            instances,
-            Arc::clone(&shared),
-        );
+        let reloader =
+            reload::Reloader::new(loader, certificates, config.clone(), versions, public, slots, Arc::clone(&shared));
         Ok(Self { listeners, state: shared, reloader, reload_requests: mpsc::channel(4) })
     }
 
@@ -193,18 +186,48 @@ fn public_listener(bound: impl Iterator<Item = (bool, Option<SocketAddr>)> + Clo
     }
 }
 
+/// Most instances kept idle for reuse, server-wide.
+const MAX_IDLE_INSTANCES: usize = 64;
+
+/// The instance pool's slots (`http_module_pool_size`), shared across
+/// reloads: each running request holds one; instances kept idle for reuse
+/// hold theirs from a share set aside, so they never starve requests.
+#[derive(Clone)]
+pub(crate) struct InstanceSlots {
+    running: Arc<Semaphore>,
+    idle: Arc<Semaphore>,
+    idle_capacity: usize,
+}
+
+impl InstanceSlots {
+    fn new(limits: &ModuleLimits) -> Self {
+        let pool = limits.pool_size as usize;
+        let idle_capacity = if limits.instance_reuse.any() { (pool / 4).min(MAX_IDLE_INSTANCES) } else { 0 };
+        Self {
+            running: Arc::new(Semaphore::new(pool - idle_capacity)),
+            idle: Arc::new(Semaphore::new(idle_capacity)),
+            idle_capacity,
+        }
+    }
+
+    /// Whether instances can be kept for reuse (set aside at start).
+    pub fn can_keep_idle(&self) -> bool {
+        self.idle_capacity > 0
+    }
+}
+
 /// Everything requests share, built from a config and its loaded modules;
 /// swapped whole on reload.
 fn build_state(
     config: &Config,
     loaded: &LoadedModules,
     public: Option<PublicListener>,
-    instances: Arc<Semaphore>,
+    slots: &InstanceSlots,
     metrics: &Arc<crate::metrics::Metrics>,
 ) -> ServerState {
     ServerState {
-        hosts: host_table(config, loaded, public, metrics),
-        instances,
+        hosts: host_table(config, loaded, public, metrics, &slots.idle),
+        instances: Arc::clone(&slots.running),
         limits: config.limits.clone(),
         errors_detailed: config.errors_detailed,
         proxies: TrustedProxies::new(config.trusted_proxies.clone()),
@@ -256,7 +279,7 @@ pub async fn describe(config: &Config) -> Result<String, StartError> {
             }
         };
         out += &format!("\n{kind} \"{}\" (http_host {})\n", host.name, host.http_host);
-        let mounts = mounts_for(config, host, &loaded, public, &Arc::default());
+        let mounts = mounts_for(config, host, &loaded, public, &Arc::default(), &Arc::new(Semaphore::new(0)));
         if mounts.is_empty() {
             out += "  no HTTP modules\n";
         }
@@ -271,6 +294,11 @@ pub async fn describe(config: &Config) -> Result<String, StartError> {
                 out += &format!("  {:<20} reads options: {}\n", "", names.join(", "));
             }
             out += &format!("  {:<20} may: {}\n", "", describe_grants(&mount.identity.grants));
+            let app = mount.module.name.strip_prefix("http_").unwrap_or(&mount.module.name);
+            match config.limits.instance_reuse.for_app(app) {
+                1 => {}
+                n => out += &format!("  {:<20} reuses instances: up to {n} requests each\n", ""),
+            }
         }
     }
     let limits = &config.limits;
@@ -323,6 +351,7 @@ fn host_table(
     loaded: &LoadedModules,
     public: Option<PublicListener>,
     metrics: &Arc<crate::metrics::Metrics>,
+    idle: &Arc<Semaphore>,
 ) -> HostTable {
     let mut table = HostTable::default();
     let mut owners: HashMap<String, String> = HashMap::new();
@@ -337,7 +366,7 @@ fn host_table(
             owners.insert(key, host.name.clone());
         }
         let site = table.site_mut(&host.http_host);
-        for mount in mounts_for(config, host, loaded, public, metrics) {
+        for mount in mounts_for(config, host, loaded, public, metrics, idle) {
             if let Err((holder, refused)) = site.add(mount) {
                 tracing::warn!(
                     "{} on '{}' and {} on '{}' are both at {}; {} keeps it",
@@ -371,6 +400,7 @@ fn mounts_for(
     loaded: &LoadedModules,
     public: Option<PublicListener>,
     metrics: &Arc<crate::metrics::Metrics>,
+    idle: &Arc<Semaphore>,
 ) -> Vec<Mount> {
     let host_name: Arc<str> = Arc::from(host.name.as_str());
     let mut mounts = Vec::new();
@@ -402,6 +432,7 @@ fn mounts_for(
             cors: crate::cors::policy_for(app, module.metadata.cors.as_ref(), &config.cors).map(Arc::new),
             module: Arc::clone(module),
             identity: Arc::new(identity),
+            reuse: IdleInstances::new(config.limits.instance_reuse.for_app(app), idle),
         });
     }
     mounts

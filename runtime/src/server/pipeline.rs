@@ -198,6 +198,7 @@ async fn dispatch(
         wall_timeout: state.limits.wall_timeout,
         max_response_bytes: state.limits.max_response_bytes,
         permits: [module_permit, pool_permit],
+        reuse: mount.reuse.clone(),
     };
     let head = request.method() == http::Method::HEAD;
     let result = invocation.run(request).await;

@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
-use super::{LoadedModules, PublicListener, ServerState, StartError, build_state};
+use super::{InstanceSlots, LoadedModules, PublicListener, ServerState, StartError, build_state};
 use crate::config::{Config, ModuleSource};
 use crate::tls::HttpsCertificates;
 use crate::wasm::{self, InstanceState, LoadedModule};
@@ -130,7 +130,7 @@ pub(crate) struct Reloader {
     config: Config,
     versions: Versions,
     public: Option<PublicListener>,
-    instances: Arc<Semaphore>,
+    slots: InstanceSlots,
     shared: Arc<ArcSwap<ServerState>>,
     module_files: FileWatch,
     certificate_files: FileWatch,
@@ -143,12 +143,12 @@ impl Reloader {
         config: Config,
         versions: Versions,
         public: Option<PublicListener>,
-        instances: Arc<Semaphore>,
+        slots: InstanceSlots,
         shared: Arc<ArcSwap<ServerState>>,
     ) -> Self {
         let module_files = FileWatch::new(module_paths(&config));
         let certificate_files = FileWatch::new(crate::tls::watched_paths(&config.tls));
-        Self { loader, certificates, config, versions, public, instances, shared, module_files, certificate_files }
+        Self { loader, certificates, config, versions, public, slots, shared, module_files, certificate_files }
     }
 
     /// Polls module files and serves reload requests until shutdown.
@@ -271,7 +271,10 @@ impl Reloader {
     fn commit(&mut self, config: Config, loaded: &LoadedModules, versions: Versions) {
         log_changes(&self.config, &self.versions, &config, &versions);
         let metrics = Arc::clone(&self.shared.load().metrics);
-        let state = build_state(&config, loaded, self.public, Arc::clone(&self.instances), &metrics);
+        if config.limits.instance_reuse.any() && !self.slots.can_keep_idle() {
+            tracing::warn!("http_module_instance_reuse takes effect after a restart (its pool share is set at start)");
+        }
+        let state = build_state(&config, loaded, self.public, &self.slots, &metrics);
         self.shared.store(Arc::new(state));
         self.config = config;
         self.versions = versions;

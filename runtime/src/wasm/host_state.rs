@@ -111,6 +111,11 @@ impl InstanceState {
         }
     }
 
+    /// Readies a reused instance for its next request.
+    pub(super) fn begin_request(&mut self, facts: RequestFacts) {
+        self.facts = Some(facts);
+    }
+
     fn facts(&self) -> Option<&RequestFacts> {
         self.facts.as_ref()
     }

@@ -1,6 +1,7 @@
 //! Serving one request with a module: a fresh store (fresh sandbox) per
-//! request, bounded memory, an epoch deadline, and every way a guest can
-//! fail turned into a [`WasmError`] rather than a panic.
+//! request unless the module may reuse instances ([`super::reuse`]),
+//! bounded memory, an epoch deadline, and every way a guest can fail turned
+//! into a [`WasmError`] rather than a panic.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 use super::host_state::{InstanceState, MountIdentity, RequestFacts, SandboxLimits};
 use super::module::LoadedModule;
+use super::reuse::{IdleInstances, ReadyInstance};
 use super::{WasmError, engine};
 use crate::body_limit::CappedBody;
 
@@ -33,6 +35,8 @@ pub struct Invocation {
     /// Held until the guest finishes (including streaming its body), so
     /// neither the instance pool nor the module's share is oversubscribed.
     pub permits: [OwnedSemaphorePermit; 2],
+    /// Where this mount keeps instances between requests, if it reuses them.
+    pub reuse: Option<Arc<IdleInstances>>,
 }
 
 impl Invocation {
@@ -41,13 +45,23 @@ impl Invocation {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let Invocation { module, mount, facts, sandbox, timeout, wall_timeout, max_response_bytes, permits } = self;
+        let Invocation { module, mount, facts, sandbox, timeout, wall_timeout, max_response_bytes, permits, reuse } =
+            self;
         let name = module.name.clone();
         let failed = |cause: wasmtime::Error| WasmError::Failed { module: name.clone(), cause };
 
         let scheme = if facts.secure { Scheme::Https } else { Scheme::Http };
-        let mut store = Store::new(module.proxy.engine(), InstanceState::new(mount, Some(facts), &sandbox));
-        store.limiter(|state| &mut state.limits);
+        let (mut store, ready, served) = match reuse.as_ref().and_then(|idle| idle.take()) {
+            Some(ReadyInstance { mut store, proxy, served }) => {
+                store.data_mut().begin_request(facts);
+                (store, Some(proxy), served)
+            }
+            None => {
+                let mut store = Store::new(module.proxy.engine(), InstanceState::new(mount, Some(facts), &sandbox));
+                store.limiter(|state| &mut state.limits);
+                (store, None, 0)
+            }
+        };
         deadline(&mut store, timeout);
 
         let (sender, receiver) = tokio::sync::oneshot::channel();
@@ -60,8 +74,12 @@ impl Invocation {
         let guest_name = module.name.clone();
         let guest = tokio::spawn(async move {
             let call = async {
-                let proxy = proxy_pre.instantiate_async(&mut store).await?;
-                proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await
+                let proxy = match ready {
+                    Some(proxy) => proxy,
+                    None => proxy_pre.instantiate_async(&mut store).await?,
+                };
+                proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await?;
+                Ok::<_, wasmtime::Error>(proxy)
             };
             // Dropping the call drops the store: the instance is gone, and
             // a body it was streaming ends early.
@@ -69,8 +87,18 @@ impl Invocation {
             if outcome.is_err() {
                 tracing::warn!(module = %guest_name, "module stopped after {wall_timeout:?} of wall-clock time");
             }
-            // Free the instance's pool slot before the permits that count it.
-            drop(store);
+            let outcome = match (outcome, reuse) {
+                // Only an instance that finished cleanly serves again.
+                (Ok(Ok(proxy)), Some(idle)) => {
+                    idle.put_back(ReadyInstance { store, proxy, served: served + 1 });
+                    Ok(Ok(()))
+                }
+                (outcome, _) => {
+                    // Free the instance's pool slot before the permits that count it.
+                    drop(store);
+                    outcome.map(|called| called.map(drop))
+                }
+            };
             drop(permits);
             outcome
         });

@@ -3,7 +3,8 @@
 //! One [`Engine`](wasmtime::Engine) for the server ([`engine`]); each module
 //! is compiled and pre-instantiated once ([`module`]); each request gets a
 //! fresh store, a fresh sandbox with nothing granted ([`host_state`]), a
-//! memory limit and a deadline ([`invoke`]). A trap costs that one request.
+//! memory limit and a deadline ([`invoke`]), unless the operator lets the
+//! module reuse instances ([`reuse`]). A trap costs that one request.
 
 mod bindings;
 pub mod engine;
@@ -11,12 +12,14 @@ mod host_state;
 mod invoke;
 mod module;
 mod outbound;
+mod reuse;
 
 use std::sync::Arc;
 
 pub use host_state::{InstanceState, MountIdentity, RequestFacts, SandboxLimits};
 pub use invoke::{Invocation, ModuleBody};
 pub use module::{CorsDefaults, LoadedModule, ModuleMetadata, linker};
+pub use reuse::IdleInstances;
 
 /// Why a module could not be loaded or could not answer.
 #[derive(Debug, thiserror::Error)]
