@@ -178,8 +178,10 @@ def wrk(url, connections=CONNECTIONS, duration=DURATION):
 
 
 def paced(rate, connections=CONNECTIONS):
-    """A wrk script holding the offered load near `rate` requests/s: each
-    connection waits between requests (wrk's delay() is whole milliseconds)."""
+    """A wrk script holding the load near `rate` requests/s: each connection
+    waits between requests. It is a closed loop (the wait starts when the
+    response arrives) and wrk's delay() is whole milliseconds, so the rate
+    reached is a little under `rate`, and lower for a slower server."""
     return f"function delay() return {max(1, round(connections * 1000 / rate))} end\n"
 
 
@@ -244,7 +246,7 @@ def scenario_hello():
             for system, report in [(name, ours), ("native hyper", native)]:
                 ratio = "" if report is ours else f"canto p99 = {ours['p99'] / report['p99']:.2f}x"
                 rows.append((f"hello at half load ({mode(name)})", system,
-                             f"{report['rps']:,.0f} req/s offered {half:,.0f}, p50 {report['p50']:.2f} ms, "
+                             f"{report['rps']:,.0f} req/s (paced to about {half:,.0f}), p50 {report['p50']:.2f} ms, "
                              f"p99 {report['p99']:.2f} ms", ratio))
     stop(proc)
     stop(reused)

@@ -284,7 +284,9 @@ mod instance_reuse {
     use super::*;
 
     /// The trap module's per-instance request count, after letting the
-    /// previous request's instance settle back into the idle set.
+    /// previous request's instance settle back into the idle set (its task
+    /// puts it back just after the response is complete; the client can
+    /// see the response first).
     async fn served(server: &TestServer, host: &str) -> String {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let response = server.get(host, "/trap/count").await;
@@ -327,6 +329,38 @@ mod instance_reuse {
         // One that returned without answering also finished cleanly: kept.
         assert_eq!(server.get("t.test", "/trap/silent").await.status(), 500);
         assert_eq!(served(&server, "t.test").await, "served 3\n");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_instance_that_keeps_a_request_is_dropped_which_ends_that_request() {
+        let server = TestServer::start(
+            "http_module_instance_reuse = 100\nVirtualHost \"h.test\"\nmodules_enabled = { \"http_trap\" }\n",
+        )
+        .await;
+        assert_eq!(served(&server, "h.test").await, "served 1\n");
+        // Returning while still holding the response slot: were the instance
+        // kept, the client would wait until it retired.
+        let held = tokio::time::timeout(Duration::from_secs(5), server.get("h.test", "/trap/hold")).await;
+        assert_eq!(held.expect("a held request must end when its instance is dropped").status(), 500);
+        assert_eq!(served(&server, "h.test").await, "served 1\n", "the instance that held a request is gone");
+    }
+
+    #[test]
+    fn an_app_name_no_host_enables_is_a_warning_with_a_suggestion() {
+        let config = canto::Config::from_text(
+            std::path::Path::new("/etc/prosody/prosody.cfg.lua"),
+            "http_module_instance_reuse = { helo = 10, hello = 10 }\nVirtualHost \"a\"\nmodules_enabled = { \"http_hello\" }\n",
+            &canto::builtin::names(),
+        )
+        .unwrap();
+        assert_eq!(
+            config.warnings,
+            vec![
+                "/etc/prosody/prosody.cfg.lua:1:30: http_module_instance_reuse: no enabled module is called 'helo' \
+                 (did you mean 'hello'?)"
+                    .to_string()
+            ]
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -802,6 +836,10 @@ trusted_proxies = { "127.0.0.1", "::1", "192.168.1.1", }
             (
                 "http_module_instance_reuse = { hello = \"many\" }",
                 "1:40: http_module_instance_reuse.hello: expected a positive integer, found a string",
+            ),
+            (
+                "http_module_instance_reuse = { 1000 }",
+                "1:32: http_module_instance_reuse: expected `app = requests` entries, like { hello = 1000 }",
             ),
         ];
         for (text, expected) in cases {

@@ -2,6 +2,7 @@
 //! answering; `/…/silent` returns without ever setting a response; `/…/count`
 //! answers `served <n>`, the requests this instance has handled (1 unless
 //! instances are reused); `/…/burn` computes for 600 ms, then answers;
+//! `/…/hold` keeps the response slot (leaks it) and returns without answering;
 //! anything else answers `alive`, so a test can show the next request still
 //! works.
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -33,6 +34,12 @@ impl canto_sdk::Handler for Trap {
         }
         if path.ends_with("/panic") {
             panic!("http_trap was asked to trap");
+        }
+        if path.ends_with("/hold") {
+            // A handle the guest never drops: only dropping the instance
+            // ends this request.
+            std::mem::forget(out);
+            return;
         }
         if path.ends_with("/silent") {
             return;

@@ -169,7 +169,9 @@ pub struct ModuleLimits {
 /// per app (`{ hello = 1000 }`), other apps keeping 1.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct InstanceReuse {
+    /// Set by a plain number: every app reuses this much.
     pub every_app: Option<u32>,
+    /// Set by a table: app name (module name without `http_`) → requests.
     pub per_app: BTreeMap<String, u32>,
 }
 
@@ -188,6 +190,12 @@ impl InstanceReuse {
         const OPTION: &str = "http_module_instance_reuse";
         match &value.value {
             Value::Table(table) => {
+                if let Some(item) = table.array.first() {
+                    return Err(ConfigError::Invalid {
+                        at: item.at.clone(),
+                        message: format!("{OPTION}: expected `app = requests` entries, like {{ hello = 1000 }}"),
+                    });
+                }
                 let mut per_app = BTreeMap::new();
                 for (app, entry) in &table.map {
                     per_app.insert(app.to_string(), typed::positive_u32(entry, &format!("{OPTION}.{app}"))?);
@@ -491,6 +499,7 @@ impl Config {
         let errors_detailed = boolean(global.get("http_errors_detailed"), "http_errors_detailed")?.unwrap_or(false);
         let mut warnings = raw.warnings;
         warnings.extend(option_warnings(&global, &hosts_raw));
+        warnings.extend(reuse_warnings(&global, &limits.instance_reuse, &hosts));
         Ok(Config {
             origin,
             path: None,
@@ -643,6 +652,29 @@ fn option_warnings(global: &Options, hosts: &[HostSection]) -> Vec<String> {
         }
     }
     warnings
+}
+
+/// `http_module_instance_reuse` entries naming no enabled app: probably a
+/// typo, and otherwise silently without effect.
+fn reuse_warnings(global: &Options, reuse: &InstanceReuse, hosts: &[HostConfig]) -> Vec<String> {
+    let Some(option) = global.get("http_module_instance_reuse") else { return Vec::new() };
+    let enabled: Vec<&str> =
+        hosts.iter().flat_map(|h| &h.modules).map(|m| m.name.strip_prefix("http_").unwrap_or(&m.name)).collect();
+    reuse
+        .per_app
+        .keys()
+        .filter(|app| !enabled.contains(&app.as_str()))
+        .map(|app| {
+            let hint = enabled
+                .iter()
+                .map(|known| (known, strsim::damerau_levenshtein(known, app)))
+                .filter(|(_, distance)| *distance <= 2)
+                .min_by_key(|(_, distance)| *distance)
+                .map(|(known, _)| format!(" (did you mean '{known}'?)"))
+                .unwrap_or_default();
+            format!("{}: http_module_instance_reuse: no enabled module is called '{app}'{hint}", option.at)
+        })
+        .collect()
 }
 
 /// `modules_enabled`/`modules_disabled` combined as Prosody does (spec §1.5):

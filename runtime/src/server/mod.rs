@@ -194,7 +194,9 @@ const MAX_IDLE_INSTANCES: usize = 64;
 /// hold theirs from a share set aside, so they never starve requests.
 #[derive(Clone)]
 pub(crate) struct InstanceSlots {
+    /// One permit per request running in a module.
     running: Arc<Semaphore>,
+    /// One permit per instance waiting idle for its next request.
     idle: Arc<Semaphore>,
     idle_capacity: usize,
 }
@@ -202,7 +204,15 @@ pub(crate) struct InstanceSlots {
 impl InstanceSlots {
     fn new(limits: &ModuleLimits) -> Self {
         let pool = limits.pool_size as usize;
-        let idle_capacity = if limits.instance_reuse.any() { (pool / 4).min(MAX_IDLE_INSTANCES) } else { 0 };
+        // A quarter of the pool, at least one slot, always leaving one to run in.
+        let idle_capacity = match limits.instance_reuse.any() {
+            true if pool >= 2 => (pool / 4).clamp(1, MAX_IDLE_INSTANCES),
+            true => {
+                tracing::warn!("http_module_instance_reuse needs http_module_pool_size of at least 2; not reusing");
+                0
+            }
+            false => 0,
+        };
         Self {
             running: Arc::new(Semaphore::new(pool - idle_capacity)),
             idle: Arc::new(Semaphore::new(idle_capacity)),

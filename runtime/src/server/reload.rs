@@ -272,7 +272,9 @@ impl Reloader {
         log_changes(&self.config, &self.versions, &config, &versions);
         let metrics = Arc::clone(&self.shared.load().metrics);
         if config.limits.instance_reuse.any() && !self.slots.can_keep_idle() {
-            tracing::warn!("http_module_instance_reuse takes effect after a restart (its pool share is set at start)");
+            tracing::warn!(
+                "http_module_instance_reuse takes effect after a restart (its share of http_module_pool_size is set at start)"
+            );
         }
         let state = build_state(&config, loaded, self.public, &self.slots, &metrics);
         self.shared.store(Arc::new(state));

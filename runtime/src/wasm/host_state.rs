@@ -116,6 +116,26 @@ impl InstanceState {
         self.facts = Some(facts);
     }
 
+    /// Whether the guest still holds something of a request it returned
+    /// from: the response slot, a body, the request itself. Such an
+    /// instance must not serve again: dropping it is what ends that
+    /// request (a held response slot would otherwise keep the client
+    /// waiting, a held body would never end).
+    pub(super) fn holds_request_state(&mut self) -> bool {
+        use wasmtime_wasi_http::p2::body::{HostIncomingBody, HostOutgoingBody};
+        use wasmtime_wasi_http::p2::types::{
+            HostFutureIncomingResponse, HostIncomingRequest, HostOutgoingResponse, HostResponseOutparam,
+        };
+        self.table.iter_mut().any(|entry| {
+            entry.is::<HostResponseOutparam>()
+                || entry.is::<HostOutgoingResponse>()
+                || entry.is::<HostOutgoingBody>()
+                || entry.is::<HostIncomingRequest>()
+                || entry.is::<HostIncomingBody>()
+                || entry.is::<HostFutureIncomingResponse>()
+        })
+    }
+
     fn facts(&self) -> Option<&RequestFacts> {
         self.facts.as_ref()
     }

@@ -88,8 +88,9 @@ impl Invocation {
                 tracing::warn!(module = %guest_name, "module stopped after {wall_timeout:?} of wall-clock time");
             }
             let outcome = match (outcome, reuse) {
-                // Only an instance that finished cleanly serves again.
-                (Ok(Ok(proxy)), Some(idle)) => {
+                // Only an instance that finished cleanly, and let go of
+                // everything of this request, serves again.
+                (Ok(Ok(proxy)), Some(idle)) if !store.data_mut().holds_request_state() => {
                     idle.put_back(ReadyInstance { store, proxy, served: served + 1 });
                     Ok(Ok(()))
                 }
