@@ -654,12 +654,16 @@ fn option_warnings(global: &Options, hosts: &[HostSection]) -> Vec<String> {
     warnings
 }
 
+/// The app name options are keyed by: the module name without `http_`.
+pub fn app_name(module: &str) -> &str {
+    module.strip_prefix("http_").unwrap_or(module)
+}
+
 /// `http_module_instance_reuse` entries naming no enabled app: probably a
 /// typo, and otherwise silently without effect.
 fn reuse_warnings(global: &Options, reuse: &InstanceReuse, hosts: &[HostConfig]) -> Vec<String> {
     let Some(option) = global.get("http_module_instance_reuse") else { return Vec::new() };
-    let enabled: Vec<&str> =
-        hosts.iter().flat_map(|h| &h.modules).map(|m| m.name.strip_prefix("http_").unwrap_or(&m.name)).collect();
+    let enabled: Vec<&str> = hosts.iter().flat_map(|h| &h.modules).map(|m| app_name(&m.name)).collect();
     reuse
         .per_app
         .keys()

@@ -304,10 +304,8 @@ pub async fn describe(config: &Config) -> Result<String, StartError> {
                 out += &format!("  {:<20} reads options: {}\n", "", names.join(", "));
             }
             out += &format!("  {:<20} may: {}\n", "", describe_grants(&mount.identity.grants));
-            let app = mount.module.name.strip_prefix("http_").unwrap_or(&mount.module.name);
-            match config.limits.instance_reuse.for_app(app) {
-                1 => {}
-                n => out += &format!("  {:<20} reuses instances: up to {n} requests each\n", ""),
+            if let Some(reuse) = &mount.reuse {
+                out += &format!("  {:<20} reuses instances: up to {} requests each\n", "", reuse.max_requests());
             }
         }
     }
@@ -416,7 +414,7 @@ fn mounts_for(
     let mut mounts = Vec::new();
     for enabled in &host.modules {
         let Some(module) = loaded.get(&(enabled.name.clone(), enabled.source.clone())) else { continue };
-        let app = enabled.name.strip_prefix("http_").unwrap_or(&enabled.name);
+        let app = crate::config::app_name(&enabled.name);
         let path = configured_path(host, app)
             .or_else(|| module.metadata.default_path.clone())
             .unwrap_or_else(|| format!("/{app}"));

@@ -57,6 +57,11 @@ impl IdleInstances {
         Some(instances)
     }
 
+    /// Requests one instance serves before it is retired.
+    pub fn max_requests(&self) -> u32 {
+        self.max_requests
+    }
+
     /// The most recently used idle instance, if any.
     pub(super) fn take(&self) -> Option<ReadyInstance> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
