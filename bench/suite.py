@@ -66,17 +66,30 @@ def wait_port(port, timeout=120):
 
 
 def start(argv, **kwargs):
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kwargs)
+    """Starts `argv` in a process group of its own, so stop() reaches what it starts too (nginx's workers)."""
+    process = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, **kwargs
+    )
     processes.append(process)
     return process
 
 
+def signal_group(process, signum):
+    try:
+        os.killpg(process.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def stop(process):
-    process.send_signal(signal.SIGTERM)
+    """SIGTERM to the group, up to 15 s for the leader, then SIGKILL to whatever is left; always reaped."""
+    signal_group(process, signal.SIGTERM)
     try:
         process.wait(timeout=15)
     except subprocess.TimeoutExpired:
-        process.kill()
+        pass
+    signal_group(process, signal.SIGKILL)
+    process.wait()
 
 
 def canto(config, plugins=(), env=None):
@@ -476,6 +489,6 @@ try:
         print("| " + " | ".join(row) + " |")
 finally:
     for process in processes:
-        if process.poll() is None:
-            process.kill()
+        if process.returncode is None:  # not yet stopped and reaped
+            stop(process)
     shutil.rmtree(work, ignore_errors=True)

@@ -54,6 +54,7 @@ fn facts() -> RequestFacts {
         base_url: Arc::from("http://localhost:5280/hello"),
         client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
         secure: false,
+        raw_path_with_query: Arc::from("/hello/"),
     }
 }
 

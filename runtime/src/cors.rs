@@ -102,6 +102,11 @@ impl CorsPolicy {
                 return;
             }
         }
+        // Credentials are never combined with `*`: without an Origin to
+        // echo there is no cross-origin caller to answer.
+        if self.credentials && origin.is_none() {
+            return;
+        }
         let allow_origin = match origin {
             Some(origin) if echo_origin => origin.clone(),
             _ => HeaderValue::from_static("*"),
@@ -178,6 +183,8 @@ mod tests {
         assert_eq!(headers["access-control-allow-headers"], "Content-Type, Authorization");
         let no_origin = headers_for(&policy, None);
         assert!(!no_origin.contains_key("access-control-allow-credentials"));
+        assert!(!no_origin.contains_key("access-control-allow-origin"), "never `*` with credentials on");
+        assert_eq!(no_origin["vary"], "Origin");
     }
 
     #[test]

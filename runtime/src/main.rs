@@ -88,16 +88,19 @@ fn main() -> ExitCode {
         return if problems == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE };
     }
     if let Some(Command::Check { what: CheckWhat::Config }) = args.command {
-        for warning in &config.warnings {
-            println!("warning: {warning}");
-        }
         return match check(&config) {
-            Ok(summary) => {
-                print!("{summary}");
+            Ok(report) => {
+                for warning in &report.warnings {
+                    println!("warning: {warning}");
+                }
+                print!("{}", report.summary);
                 println!("config OK");
                 ExitCode::SUCCESS
             }
             Err(error) => {
+                for warning in &config.warnings {
+                    println!("warning: {warning}");
+                }
                 println!("error: {error:#}");
                 ExitCode::FAILURE
             }
@@ -157,7 +160,7 @@ impl Drop for PidFile {
     }
 }
 
-fn check(config: &Config) -> anyhow::Result<String> {
+fn check(config: &Config) -> anyhow::Result<canto::server::ConfigReport> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     Ok(runtime.block_on(canto::server::describe(config))?)
 }

@@ -1,10 +1,13 @@
 //! Trusted reverse proxies: who the client is and whether it used https.
 //!
 //! Strip-then-set at the trust boundary: from a peer in `trusted_proxies`,
-//! `X-Forwarded-For` gives the rightmost untrusted address and
-//! `X-Forwarded-Proto: https` makes the request secure (spec §3d); from any
-//! other peer those headers are removed before a module can see them.
-//! Tokens that are not IP addresses are skipped, never an error.
+//! `X-Forwarded-For` is walked from the right and the first entry that is
+//! not a trusted proxy is the client, and `X-Forwarded-Proto: https` makes
+//! the request secure (spec §3d); from any other peer those headers are
+//! removed before a module can see them. Entries left of the client are the
+//! client's own words and never believed; an entry that is not an address
+//! even after stripping a port leaves the last trusted hop as the client.
+//! Never an error.
 
 use std::net::IpAddr;
 
@@ -51,24 +54,48 @@ impl TrustedProxies {
             }
             return Client { ip: peer, secure: tls };
         }
-        let mut ip = peer;
-        let tokens = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(|c: char| c == ',' || c.is_whitespace()))
-            .filter_map(|token| token.trim_matches(['[', ']']).parse::<IpAddr>().ok());
-        for token in tokens {
-            if !self.trusts(token) {
-                ip = token.to_canonical();
-            }
-        }
+        let ip = forwarded_client(self, peer, headers);
         let forwarded_https = headers
             .get("x-forwarded-proto")
             .and_then(|value| value.to_str().ok())
             .is_some_and(|proto| proto.trim() == "https");
         Client { ip, secure: tls || forwarded_https }
     }
+}
+
+/// Walks `X-Forwarded-For` from the right, starting at the trusted `peer`:
+/// each trusted proxy hands over to the entry left of it, and the first
+/// entry that is not a trusted proxy is the client. If that entry is no
+/// address (`unknown`, junk), the last trusted hop is all that is known.
+/// If every entry is a trusted proxy, the client stays the peer (Prosody).
+fn forwarded_client(proxies: &TrustedProxies, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    // Header lines in order, each split as Prosody splits them (commas and
+    // whitespace), walked right to left.
+    let lines: Vec<&str> =
+        headers.get_all("x-forwarded-for").iter().map(|value| value.to_str().unwrap_or("unknown")).collect();
+    let entries = lines.iter().rev().flat_map(|line| line.split(|c: char| c == ',' || c.is_whitespace()).rev());
+    let mut last_trusted = peer;
+    for entry in entries.filter(|entry| !entry.is_empty()) {
+        match forwarded_address(entry) {
+            Some(ip) if proxies.trusts(ip) => last_trusted = ip.to_canonical(),
+            Some(ip) => return ip.to_canonical(),
+            None => return last_trusted,
+        }
+    }
+    peer
+}
+
+/// The address an `X-Forwarded-For` entry names: `192.0.2.1`, `2001:db8::1`,
+/// `[2001:db8::1]`, or one of those with a port (`192.0.2.1:4711`,
+/// `[2001:db8::1]:443`); `None` for anything else.
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(with_port) = entry.parse::<std::net::SocketAddr>() {
+        return Some(with_port.ip());
+    }
+    entry.strip_prefix('[')?.strip_suffix(']')?.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6)
 }
 
 #[cfg(test)]
@@ -97,7 +124,44 @@ mod tests {
         assert_eq!(resolve(&trusted, "127.0.0.1", "1.2.3.4 10.9.9.9", None).0, "1.2.3.4");
         assert_eq!(resolve(&trusted, "127.0.0.1", "9.9.9.9, 1.2.3.4, 10.0.0.2", None).0, "1.2.3.4");
         assert_eq!(resolve(&trusted, "127.0.0.1", "unknown, garbage, 1.2.3.4", None).0, "1.2.3.4");
-        assert_eq!(resolve(&trusted, "127.0.0.1", "1.2.3.4, unknown", None).0, "1.2.3.4");
+        assert_eq!(resolve(&trusted, "127.0.0.1", "", None).0, "127.0.0.1");
+    }
+
+    #[test]
+    fn entries_left_of_the_client_are_never_believed() {
+        let trusted = proxies(&["127.0.0.1/32", "::1/128", "10.0.0.0/8"]);
+        // The rightmost untrusted entry is the client, whatever it claims
+        // further left, even when that entry is no address at all.
+        assert_eq!(resolve(&trusted, "127.0.0.1", "6.6.6.6, unknown", None).0, "127.0.0.1");
+        assert_eq!(resolve(&trusted, "127.0.0.1", "6.6.6.6, unknown, 10.0.0.3", None).0, "10.0.0.3");
+        assert_eq!(resolve(&trusted, "127.0.0.1", "6.6.6.6, 1.2.3.4, garbage", None).0, "127.0.0.1");
+        assert_eq!(resolve(&trusted, "127.0.0.1", "6.6.6.6, [junk]:80", None).0, "127.0.0.1");
+        assert_eq!(resolve(&trusted, "127.0.0.1", "6.6.6.6,", None).0, "6.6.6.6");
+    }
+
+    #[test]
+    fn ports_are_stripped_where_the_form_allows() {
+        let trusted = proxies(&["127.0.0.1/32", "10.0.0.0/8"]);
+        assert_eq!(resolve(&trusted, "127.0.0.1", "6.6.6.6, 203.0.113.7:4711", None).0, "203.0.113.7");
+        assert_eq!(resolve(&trusted, "127.0.0.1", "6.6.6.6, [2001:db8::1]:443", None).0, "2001:db8::1");
+        assert_eq!(resolve(&trusted, "127.0.0.1", "6.6.6.6, [2001:db8::1]", None).0, "2001:db8::1");
+        // A trusted hop with a port hands over to the entry left of it.
+        assert_eq!(resolve(&trusted, "127.0.0.1", "6.6.6.6, 10.0.0.9:80", None).0, "6.6.6.6");
+    }
+
+    #[test]
+    fn several_header_lines_are_one_list_in_order() {
+        let trusted = proxies(&["127.0.0.1/32"]);
+        let mut headers = HeaderMap::new();
+        headers.append("x-forwarded-for", "6.6.6.6".parse().unwrap());
+        headers.append("x-forwarded-for", "203.0.113.5, unknown".parse().unwrap());
+        let client = trusted.resolve("127.0.0.1".parse().unwrap(), false, &mut headers);
+        assert_eq!(client.ip.to_string(), "127.0.0.1");
+        let mut headers = HeaderMap::new();
+        headers.append("x-forwarded-for", "6.6.6.6".parse().unwrap());
+        headers.append("x-forwarded-for", "203.0.113.5".parse().unwrap());
+        let client = trusted.resolve("127.0.0.1".parse().unwrap(), false, &mut headers);
+        assert_eq!(client.ip.to_string(), "203.0.113.5");
     }
 
     #[test]

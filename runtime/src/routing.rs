@@ -82,15 +82,29 @@ impl Site {
     }
 }
 
-/// The request path a client asked for is outside the root (`/../x`).
+/// A request path that cannot be served: it climbs above the root
+/// (`/../x`), or its percent-decoded bytes are not UTF-8 text.
 #[derive(Debug, PartialEq, Eq)]
 pub struct InvalidPath;
 
-/// The path routing uses, as Prosody computes it: percent-decoded, runs of
-/// `/` collapsed, a leading `/` ensured; refused if `..` climbs above the
-/// root. `.`/`..` segments are otherwise left for the module to judge.
-pub fn request_path(raw: &str) -> Result<String, InvalidPath> {
-    let decoded = percent_decode(raw);
+/// A request path as the server routes it and hands it to the module.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RequestPath {
+    /// Percent-decoded (`%2F` included, `+` not), runs of `/` collapsed, a
+    /// leading `/` ensured, as Prosody computes it: what routing matches on.
+    pub decoded: String,
+    /// `decoded` written back as a URI path: only bytes that cannot stand
+    /// in a path (and `%`, `?`, `#`) are percent-encoded, as `%XX`. The
+    /// module's `wasi:http` path carries this, so decoding it once gives
+    /// exactly the text it was routed on.
+    pub encoded: String,
+}
+
+/// The path routing uses, and the module sees, for the path a client sent;
+/// refused if `..` climbs above the root. `.`/`..` segments are otherwise
+/// left for the module to judge.
+pub fn request_path(raw: &str) -> Result<RequestPath, InvalidPath> {
+    let decoded = String::from_utf8(percent_decode(raw)).map_err(|_| InvalidPath)?;
     let mut path = String::with_capacity(decoded.len() + 1);
     if !decoded.starts_with('/') {
         path.push('/');
@@ -112,10 +126,10 @@ pub fn request_path(raw: &str) -> Result<String, InvalidPath> {
             return Err(InvalidPath);
         }
     }
-    Ok(path)
+    Ok(RequestPath { encoded: percent_encode_path(&path), decoded: path })
 }
 
-fn percent_decode(raw: &str) -> String {
+fn percent_decode(raw: &str) -> Vec<u8> {
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -130,7 +144,22 @@ fn percent_decode(raw: &str) -> String {
         out.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
+}
+
+/// Percent-encodes what may not stand in a URI path (RFC 3986 `pchar` and
+/// `/` stay as they are).
+fn percent_encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for &byte in path.as_bytes() {
+        let plain = byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&byte);
+        if plain {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// Prosody's path normalisation: one trailing `/` removed, a leading `/`
@@ -145,14 +174,42 @@ pub fn normalize_base_path(path: &str, host: &str) -> String {
 mod tests {
     use super::*;
 
+    fn decoded(raw: &str) -> Result<String, InvalidPath> {
+        request_path(raw).map(|path| path.decoded)
+    }
+
+    fn encoded(raw: &str) -> String {
+        request_path(raw).unwrap().encoded
+    }
+
     #[test]
     fn request_paths_are_decoded_collapsed_and_kept_inside_the_root() {
-        assert_eq!(request_path("/he%6clo//a///b"), Ok("/hello/a/b".into()));
-        assert_eq!(request_path("/a/../b"), Ok("/a/../b".into()));
-        assert_eq!(request_path("/../x"), Err(InvalidPath));
-        assert_eq!(request_path("/a/../../x"), Err(InvalidPath));
-        assert_eq!(request_path("/%2e%2e/x"), Err(InvalidPath));
-        assert_eq!(request_path("/100%"), Ok("/100%".into()));
+        assert_eq!(decoded("/he%6clo//a///b"), Ok("/hello/a/b".into()));
+        assert_eq!(decoded("/a/../b"), Ok("/a/../b".into()));
+        assert_eq!(decoded("/../x"), Err(InvalidPath));
+        assert_eq!(decoded("/a/../../x"), Err(InvalidPath));
+        assert_eq!(decoded("/%2e%2e/x"), Err(InvalidPath));
+        assert_eq!(decoded("/%2e%2e%2fx"), Err(InvalidPath));
+        assert_eq!(decoded("/100%"), Ok("/100%".into()));
+        assert_eq!(decoded("/caf%C3%A9"), Ok("/café".into()));
+        assert_eq!(decoded("/bad%FF"), Err(InvalidPath), "not UTF-8 text");
+    }
+
+    #[test]
+    fn the_module_gets_the_routed_path_encoded_once() {
+        assert_eq!(encoded("//st%61tic//a.txt"), "/static/a.txt");
+        assert_eq!(encoded("/who-other%2Eexample.net/"), "/who-other.example.net/");
+        assert_eq!(encoded("/a%2Fb"), "/a/b");
+        assert_eq!(encoded("/a%20b"), "/a%20b");
+        assert_eq!(encoded("/a b"), "/a%20b");
+        assert_eq!(encoded("/q%3Fx"), "/q%3Fx");
+        assert_eq!(encoded("/nul%00"), "/nul%00");
+        assert_eq!(encoded("/caf%c3%a9"), "/caf%C3%A9");
+        assert_eq!(encoded("/100%"), "/100%25");
+        assert_eq!(encoded("/100%25"), "/100%25");
+        assert_eq!(encoded("/a%2525"), "/a%2525", "decoded once, then the % is encoded again");
+        assert_eq!(encoded("/x;y=1,2:@!$&'()*+~"), "/x;y=1,2:@!$&'()*+~");
+        assert_eq!(encoded("no-slash"), "/no-slash");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! The key is the request's Host header (or the authority of an absolute
 //! URI, or HTTP/2's `:authority`), port stripped, compared
-//! case-insensitively with one trailing dot ignored (RFC 9110).
+//! case-insensitively with one trailing dot ignored (RFC 9110). A request
+//! with several Host lines names no host at all: it is refused (RFC 9112
+//! §3.2), even where an absolute URI would have overridden them.
 
 use crate::routing::Site;
 use std::collections::HashMap;
@@ -21,6 +23,8 @@ pub enum HostLookup<'a> {
     Found(&'a Site),
     Unknown(String),
     Missing,
+    /// More than one Host header line: 400, never a guess.
+    Several,
 }
 
 impl HostTable {
@@ -40,6 +44,9 @@ impl HostTable {
     }
 
     pub fn lookup<B>(&self, request: &http::Request<B>) -> HostLookup<'_> {
+        if request.headers().get_all(http::header::HOST).iter().nth(1).is_some() {
+            return HostLookup::Several;
+        }
         let requested = request_host(request);
         if let Some(site) = requested.as_deref().and_then(|host| self.by_name.get(&normalize(host))) {
             return HostLookup::Found(site);
@@ -95,5 +102,22 @@ mod tests {
         assert_eq!(host_of("/x", Some("[::1]")), Some("[::1]".into()));
         assert_eq!(host_of("/x", None), None);
         assert_eq!(normalize("Example.COM."), "example.com");
+    }
+
+    #[test]
+    fn several_host_lines_name_no_host_even_with_a_default_or_an_absolute_uri() {
+        let mut table = HostTable::default();
+        table.site_mut("a.test");
+        assert!(table.set_default("a.test"));
+        let request = |uri: &str, hosts: &[&str]| {
+            let mut builder = http::Request::builder().uri(uri);
+            for host in hosts {
+                builder = builder.header("host", *host);
+            }
+            builder.body(()).unwrap()
+        };
+        assert!(matches!(table.lookup(&request("/", &["a.test", "b.test"])), HostLookup::Several));
+        assert!(matches!(table.lookup(&request("http://a.test/", &["a.test", "a.test"])), HostLookup::Several));
+        assert!(matches!(table.lookup(&request("http://a.test/", &["b.test"])), HostLookup::Found(_)));
     }
 }

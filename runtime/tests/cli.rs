@@ -11,6 +11,36 @@ fn canto() -> Command {
     Command::new(env!("CARGO_BIN_EXE_canto"))
 }
 
+/// A started server, killed and reaped when dropped, so a failing test
+/// leaves no process behind.
+struct Running(std::process::Child);
+
+impl Running {
+    fn spawn(command: &mut Command) -> Running {
+        Running(command.spawn().unwrap())
+    }
+}
+
+impl std::ops::Deref for Running {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn config_file(text: &str) -> tempfile::NamedTempFile {
     let mut file = tempfile::Builder::new().suffix(".cfg.lua").tempfile().unwrap();
     file.write_all(text.as_bytes()).unwrap();
@@ -32,6 +62,48 @@ fn check_config_reports_warnings_and_what_would_be_served() {
     assert!(stdout.contains("may: nothing granted (no files, no environment, no network)"), "{stdout}");
     assert!(stdout.contains("16 MiB memory per instance") || stdout.contains("64 MiB memory per instance"), "{stdout}");
     assert!(stdout.ends_with("config OK\n"), "{stdout}");
+}
+
+/// Every warning the server logs at start is in `check config`'s report
+/// too, including those only the mounted host table reveals; and sections
+/// are printed as the config writes them.
+#[test]
+fn check_config_prints_every_warning_the_server_logs_at_start() {
+    let config = config_file(
+        "http_ports = { 0 }\nhttp_interfaces = { \"127.0.0.1\" }\nhttps_ports = {}\nhttp_default_host = \"example.com\"\nhttp_paths = { whoami = \"/same\", hello = \"/same\" }\nhttp_porrts = 1\nVirtualHost \"example.com\"\n  http_host = \"www.example.com\"\n  modules_enabled = { \"http_whoami\", \"http_hello\" }\nVirtualHost \"other.example.com\"\n  http_host = \"www.example.com\"\nComponent \"web.example.org\" \"http\"\n  modules_enabled = { \"http_hello\" }\n",
+    );
+    let output = canto().args(["check", "config", "--config"]).arg(config.path()).output().unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{report}");
+    assert!(report.contains("http_default_host 'example.com' is not the http_host of any host"), "{report}");
+    assert!(report.contains("both use http_host 'www.example.com'"), "{report}");
+    assert!(report.contains("are both at /same"), "{report}");
+    assert!(report.contains("\nComponent \"web.example.org\" \"http\" (http_host web.example.org)\n"), "{report}");
+
+    let mut child = Running::spawn(canto().arg("--config").arg(config.path()).stderr(Stdio::piped()));
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !log.contains("listening on") {
+        assert!(Instant::now() < deadline, "server did not start:\n{log}");
+        if stderr.read_line(&mut log).unwrap() == 0 {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(log.contains("listening on"), "{log}");
+    assert!(!log.contains('\u{1b}'), "colour codes in a log that is not a terminal:\n{log:?}");
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter_map(|line| line.split_once(" WARN ").map(|(_, rest)| rest))
+        .map(|rest| rest.split_once(": ").map_or(rest, |(_target, message)| message))
+        .map(|message| message.strip_prefix("Configuration warning: ").unwrap_or(message))
+        .collect();
+    assert!(warnings.len() >= 4, "{log}");
+    for warning in warnings {
+        assert!(report.contains(&format!("warning: {warning}\n")), "check config misses {warning:?}:\n{report}");
+    }
 }
 
 #[test]
@@ -56,7 +128,7 @@ fn the_server_refuses_a_bad_config_before_serving() {
 #[test]
 fn sigterm_stops_the_server_gracefully() {
     let config = config_file("http_ports = { 0 }\nhttp_interfaces = { \"127.0.0.1\" }\nVirtualHost \"localhost\"\n");
-    let mut child = canto().arg("--config").arg(config.path()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = Running::spawn(canto().arg("--config").arg(config.path()).stderr(Stdio::piped()));
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut line = String::new();
@@ -82,7 +154,7 @@ fn canto_reload_signals_the_server_named_by_its_pidfile() {
         "pidfile = {:?}\nhttp_ports = {{ 0 }}\nhttp_interfaces = {{ \"127.0.0.1\" }}\nhttps_ports = {{}}\nVirtualHost \"localhost\"\n",
         pidfile.display().to_string()
     ));
-    let mut child = canto().arg("--config").arg(config.path()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = Running::spawn(canto().arg("--config").arg(config.path()).stderr(Stdio::piped()));
     let (lines, log) = std::sync::mpsc::channel();
     let stderr = BufReader::new(child.stderr.take().unwrap());
     std::thread::spawn(move || {
@@ -151,7 +223,7 @@ fn memory_settles_under_hostile_requests() {
         "http_ports = {{ 0 }}\nhttp_interfaces = {{ \"127.0.0.1\" }}\nplugin_paths = {{ {:?} }}\nhttp_module_memory_limit = 16777216\nVirtualHost \"h.test\"\nmodules_enabled = {{ \"http_trap\", \"http_membomb\" }}\n",
         plugins.path().display().to_string()
     ));
-    let mut child = canto().arg("--config").arg(config.path()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = Running::spawn(canto().arg("--config").arg(config.path()).stderr(Stdio::piped()));
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     let addr = loop {

@@ -205,11 +205,89 @@ pub async fn wait_for_log(needles: &[&str]) -> String {
     panic!("no log line contains all of {needles:?}");
 }
 
+/// A helper process started in a process group of its own, so that it and
+/// everything it starts (nginx's workers, Chromium's helpers, the server
+/// `cargo run` starts) stop together. Dropping it stops the group, even
+/// when the test failed: `stop_signal` first, then SIGKILL for whatever is
+/// left after a grace period; the leader is always reaped.
+pub struct ProcessGroup {
+    child: std::process::Child,
+    stop_signal: rustix::process::Signal,
+    stopped: bool,
+}
+
+impl ProcessGroup {
+    /// Starts `command` as the leader of a new process group.
+    pub fn spawn(
+        mut command: std::process::Command,
+        stop_signal: rustix::process::Signal,
+    ) -> std::io::Result<ProcessGroup> {
+        use std::os::unix::process::CommandExt;
+        let child = command.process_group(0).spawn()?;
+        Ok(ProcessGroup { child, stop_signal, stopped: false })
+    }
+
+    pub fn child(&mut self) -> &mut std::process::Child {
+        &mut self.child
+    }
+
+    /// Signals the whole group with `stop_signal`, waits up to `grace` for
+    /// the leader, then kills whatever is left of the group. Idempotent.
+    pub fn stop(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        use rustix::process::{Pid, Signal, kill_process_group};
+        if self.stopped {
+            return self.child.try_wait().ok().flatten();
+        }
+        self.stopped = true;
+        let group = i32::try_from(self.child.id()).ok().and_then(Pid::from_raw);
+        if let Some(group) = group {
+            let _ = kill_process_group(group, self.stop_signal);
+        }
+        let deadline = std::time::Instant::now() + grace;
+        let mut status = None;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(exited)) = self.child.try_wait() {
+                status = Some(exited);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Members that outlived the leader keep the group (and its id) alive.
+        if let Some(group) = group {
+            let _ = kill_process_group(group, Signal::KILL);
+        }
+        status.or_else(|| self.child.wait().ok())
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(5));
+    }
+}
+
+/// Waits until something accepts connections on `addr`, or `attempts` ×
+/// 50 ms have passed; whether it did.
+async fn wait_for_port(addr: SocketAddr, attempts: u32) -> bool {
+    for _ in 0..attempts {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// A free loopback port, for helpers that cannot be told to pick one.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
+}
+
 /// Real Prosody 0.12 (Debian's package) on a free loopback port, to check
 /// that canto matches it where it means to. Killed on drop.
 pub struct ProsodyServer {
     pub addr: SocketAddr,
-    child: std::process::Child,
+    _process: ProcessGroup,
     _dir: tempfile::TempDir,
 }
 
@@ -218,7 +296,7 @@ impl ProsodyServer {
     /// one loopback HTTP port and off every XMPP port.
     pub async fn start(config: &str) -> ProsodyServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let port = free_port();
         let root = dir.path().display().to_string();
         let preamble = format!(
             r#"run_as_root = true
@@ -235,32 +313,18 @@ http_interfaces = {{ "127.0.0.1" }}
         );
         let path = dir.path().join("prosody.cfg.lua");
         std::fs::write(&path, format!("{preamble}{config}")).expect("write prosody config");
-        let mut child = std::process::Command::new("prosody")
-            .arg("--config")
-            .arg(&path)
-            .arg("-F")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
+        let mut command = std::process::Command::new("prosody");
+        command.arg("--config").arg(&path).arg("-F");
+        command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        let process = ProcessGroup::spawn(command, rustix::process::Signal::TERM)
             .expect("run prosody (Debian's prosody package; scripts/test installs it)");
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                return ProsodyServer { addr, child, _dir: dir };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        if wait_for_port(addr, 200).await {
+            return ProsodyServer { addr, _process: process, _dir: dir };
         }
-        let _ = child.kill();
-        let _ = child.wait();
+        drop(process);
         let log = std::fs::read_to_string(dir.path().join("prosody.log")).unwrap_or_default();
         panic!("prosody did not start listening on {addr}:\n{log}");
-    }
-}
-
-impl Drop for ProsodyServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -295,7 +359,7 @@ pub async fn raw_status(addr: SocketAddr, request: &str) -> (u16, Vec<(String, S
 pub struct NginxProxy {
     pub http: SocketAddr,
     pub https: SocketAddr,
-    child: std::process::Child,
+    _process: ProcessGroup,
     _dir: tempfile::TempDir,
 }
 
@@ -303,8 +367,6 @@ impl NginxProxy {
     pub async fn start(upstream: SocketAddr, host_header: &str) -> NginxProxy {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().display().to_string();
-        let free_port =
-            || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
         let (http_port, https_port) = (free_port(), free_port());
         let made_cert = std::process::Command::new("openssl")
             .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
@@ -344,32 +406,21 @@ http {{
         );
         let path = dir.path().join("nginx.conf");
         std::fs::write(&path, config).expect("write nginx config");
-        let mut child = std::process::Command::new("nginx")
-            .arg("-c")
-            .arg(&path)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
+        let mut command = std::process::Command::new("nginx");
+        command.arg("-c").arg(&path);
+        command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        // SIGTERM is nginx's fast shutdown: the master stops its workers
+        // and exits; anything left is killed with the group.
+        let process = ProcessGroup::spawn(command, rustix::process::Signal::TERM)
             .expect("run nginx (Debian's nginx package; scripts/test installs it)");
         let http: SocketAddr = ([127, 0, 0, 1], http_port).into();
         let https: SocketAddr = ([127, 0, 0, 1], https_port).into();
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(https).await.is_ok() {
-                return NginxProxy { http, https, child, _dir: dir };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        if wait_for_port(https, 200).await {
+            return NginxProxy { http, https, _process: process, _dir: dir };
         }
-        let _ = child.kill();
-        let _ = child.wait();
+        drop(process);
         let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
         panic!("nginx did not start:\n{log}");
-    }
-}
-
-impl Drop for NginxProxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -410,8 +461,10 @@ pub async fn serve_page(html: String) -> SocketAddr {
 /// Loads `url` in headless Chromium (Debian's package; scripts/test
 /// installs it), lets its scripts run, and returns the resulting DOM.
 pub fn chromium_dom(url: &str) -> String {
+    use std::io::Read;
     let profile = tempfile::tempdir().expect("browser profile dir");
-    let output = std::process::Command::new("chromium")
+    let mut command = std::process::Command::new("chromium");
+    command
         .args([
             "--headless",
             "--no-sandbox",
@@ -426,7 +479,14 @@ pub fn chromium_dom(url: &str) -> String {
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(url)
-        .output()
-        .expect("run chromium");
-    String::from_utf8_lossy(&output.stdout).into_owned()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut browser = ProcessGroup::spawn(command, rustix::process::Signal::TERM).expect("run chromium");
+    let mut dom = String::new();
+    if let Some(mut stdout) = browser.child().stdout.take() {
+        let _ = stdout.read_to_string(&mut dom);
+    }
+    // The browser has exited (its stdout closed); its helpers go with the group.
+    browser.stop(Duration::from_secs(10));
+    dom
 }

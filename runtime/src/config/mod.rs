@@ -499,7 +499,7 @@ impl Config {
         let errors_detailed = boolean(global.get("http_errors_detailed"), "http_errors_detailed")?.unwrap_or(false);
         let mut warnings = raw.warnings;
         warnings.extend(option_warnings(&global, &hosts_raw));
-        warnings.extend(reuse_warnings(&global, &limits.instance_reuse, &hosts));
+        warnings.extend(reuse_warnings(&global, &limits, &hosts));
         Ok(Config {
             origin,
             path: None,
@@ -659,12 +659,20 @@ pub fn app_name(module: &str) -> &str {
     module.strip_prefix("http_").unwrap_or(module)
 }
 
-/// `http_module_instance_reuse` entries naming no enabled app: probably a
-/// typo, and otherwise silently without effect.
-fn reuse_warnings(global: &Options, reuse: &InstanceReuse, hosts: &[HostConfig]) -> Vec<String> {
+/// `http_module_instance_reuse` entries naming no enabled app (probably a
+/// typo, and otherwise silently without effect), and reuse that the pool is
+/// too small to allow.
+fn reuse_warnings(global: &Options, limits: &ModuleLimits, hosts: &[HostConfig]) -> Vec<String> {
     let Some(option) = global.get("http_module_instance_reuse") else { return Vec::new() };
+    if limits.instance_reuse.any() && limits.pool_size < 2 {
+        return vec![format!(
+            "{}: http_module_instance_reuse needs http_module_pool_size of at least 2; not reusing",
+            option.at
+        )];
+    }
     let enabled: Vec<&str> = hosts.iter().flat_map(|h| &h.modules).map(|m| app_name(&m.name)).collect();
-    reuse
+    limits
+        .instance_reuse
         .per_app
         .keys()
         .filter(|app| !enabled.contains(&app.as_str()))

@@ -14,10 +14,10 @@ use socket2::{Domain, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tokio_rustls::TlsAcceptor;
 
 use super::ServerState;
 use super::pipeline::{self, ConnectionInfo};
+use crate::tls::HttpsAcceptor;
 
 /// A client that has not finished sending its request head by then is
 /// dropped, so slow clients cannot hold connections open for free.
@@ -31,12 +31,12 @@ pub struct Bound {
     pub configured: SocketAddr,
     pub listener: TcpListener,
     /// Set on https listeners.
-    pub tls: Option<TlsAcceptor>,
+    pub tls: Option<HttpsAcceptor>,
 }
 
 /// Binds every address; one that fails is logged and skipped, as Prosody
 /// does, so a machine without IPv6 still serves on IPv4.
-pub fn bind_all(addrs: &[SocketAddr], tls: Option<&TlsAcceptor>) -> Vec<Bound> {
+pub fn bind_all(addrs: &[SocketAddr], tls: Option<&HttpsAcceptor>) -> Vec<Bound> {
     let mut bound = Vec::new();
     for addr in addrs {
         match bind(*addr) {
@@ -132,7 +132,7 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// reload; `tls` makes this an https listener.
 async fn accept_loop(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<HttpsAcceptor>,
     state: Arc<ArcSwap<ServerState>>,
     mut stop: watch::Receiver<bool>,
     mut closed: watch::Receiver<bool>,
@@ -150,8 +150,9 @@ async fn accept_loop(
                             tokio::spawn(serve_connection(stream, connection, state, stop, alive));
                         }
                         Some(tls) => {
-                            let handshake = tls.accept(stream);
+                            let tls = tls.clone();
                             tokio::spawn(async move {
+                                let handshake = tls.accept(stream);
                                 let mut stop_handshake = stop.clone();
                                 let handshake = tokio::select! {
                                     done = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake) => done,

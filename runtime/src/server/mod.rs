@@ -205,13 +205,10 @@ impl InstanceSlots {
     fn new(limits: &ModuleLimits) -> Self {
         let pool = limits.pool_size as usize;
         // A quarter of the pool, at least one slot, always leaving one to run in.
+        // (A pool too small for reuse is a config warning.)
         let idle_capacity = match limits.instance_reuse.any() {
             true if pool >= 2 => (pool / 4).clamp(1, MAX_IDLE_INSTANCES),
-            true => {
-                tracing::warn!("http_module_instance_reuse needs http_module_pool_size of at least 2; not reusing");
-                0
-            }
-            false => 0,
+            _ => 0,
         };
         Self {
             running: Arc::new(Semaphore::new(pool - idle_capacity)),
@@ -235,8 +232,12 @@ fn build_state(
     slots: &InstanceSlots,
     metrics: &Arc<crate::metrics::Metrics>,
 ) -> ServerState {
+    let (hosts, warnings) = host_table(config, loaded, public, metrics, &slots.idle);
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
     ServerState {
-        hosts: host_table(config, loaded, public, metrics, &slots.idle),
+        hosts,
         instances: Arc::clone(&slots.running),
         limits: config.limits.clone(),
         errors_detailed: config.errors_detailed,
@@ -246,10 +247,19 @@ fn build_state(
     }
 }
 
+/// What `canto check config` reports.
+pub struct ConfigReport {
+    /// Every warning the server would log at start, the config's own first.
+    pub warnings: Vec<String>,
+    /// Listeners, hosts, and each module with where it is served.
+    pub summary: String,
+}
+
 /// What `canto check config` prints: listeners, hosts, and each module with
-/// where it is served, after loading every module exactly as the server
-/// would (so a broken module fails the check too).
-pub async fn describe(config: &Config) -> Result<String, StartError> {
+/// where it is served, after loading every module and mounting them exactly
+/// as the server would (so a broken module fails the check too, and every
+/// warning the server would log is found).
+pub async fn describe(config: &Config) -> Result<ConfigReport, StartError> {
     let (loaded, _) = reload::ModuleLoader::new(config)?.load_all(config).await?;
     // As the server would: https once a port of it can open.
     let mut certificates = crate::tls::HttpsCertificates::default();
@@ -266,29 +276,21 @@ pub async fn describe(config: &Config) -> Result<String, StartError> {
             list.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
         }
     };
-    let mut out = format!(
-        "config: {}
-",
-        config.origin
-    );
-    out += &format!(
-        "http listeners: {}
-",
-        addrs(&config.http_listeners)
-    );
-    out += &format!(
-        "https listeners: {} (certificates: canto check certs)
-",
-        addrs(&config.https_listeners)
-    );
+    let (_, mount_warnings) = host_table(config, &loaded, public, &Arc::default(), &Arc::new(Semaphore::new(0)));
+    let warnings = config.warnings.iter().map(ToString::to_string).chain(mount_warnings).collect();
+    let mut out = format!("config: {}\n", config.origin);
+    out += &format!("http listeners: {}\n", addrs(&config.http_listeners));
+    out += &format!("https listeners: {} (certificates: canto check certs)\n", addrs(&config.https_listeners));
     for host in &config.hosts {
-        let kind = match &host.kind {
-            crate::config::SectionKind::VirtualHost => "VirtualHost".to_string(),
-            crate::config::SectionKind::Component { module } => {
-                format!("Component \"{}\"", module.as_deref().unwrap_or(""))
+        // As the config writes it: `Component "name" "module"`.
+        let section = match &host.kind {
+            crate::config::SectionKind::VirtualHost => format!("VirtualHost \"{}\"", host.name),
+            crate::config::SectionKind::Component { module: Some(module) } => {
+                format!("Component \"{}\" \"{module}\"", host.name)
             }
+            crate::config::SectionKind::Component { module: None } => format!("Component \"{}\"", host.name),
         };
-        out += &format!("\n{kind} \"{}\" (http_host {})\n", host.name, host.http_host);
+        out += &format!("\n{section} (http_host {})\n", host.http_host);
         let mounts = mounts_for(config, host, &loaded, public, &Arc::default(), &Arc::new(Semaphore::new(0)));
         if mounts.is_empty() {
             out += "  no HTTP modules\n";
@@ -323,7 +325,7 @@ pub async fn describe(config: &Config) -> Result<String, StartError> {
         limits.max_response_bytes >> 20,
         config.max_content_size,
     );
-    Ok(out)
+    Ok(ConfigReport { warnings, summary: out })
 }
 
 /// One line saying what a module was granted.
@@ -351,32 +353,35 @@ fn describe_grants(grants: &crate::config::Grants) -> String {
     parts.join("; ")
 }
 
-/// Mounts every host's modules under its public name. Hosts sharing an
-/// `http_host` share one namespace, as in Prosody; that is worth a warning
-/// because a clash of paths between them is then silent in Prosody.
+/// Mounts every host's modules under its public name, with the warnings
+/// that only the mounted table reveals (for the log and `check config`).
+/// Hosts sharing an `http_host` share one namespace, as in Prosody; that is
+/// worth a warning because a clash of paths between them is then silent in
+/// Prosody.
 fn host_table(
     config: &Config,
     loaded: &LoadedModules,
     public: Option<PublicListener>,
     metrics: &Arc<crate::metrics::Metrics>,
     idle: &Arc<Semaphore>,
-) -> HostTable {
+) -> (HostTable, Vec<String>) {
     let mut table = HostTable::default();
+    let mut warnings = Vec::new();
     let mut owners: HashMap<String, String> = HashMap::new();
     for host in &config.hosts {
         let key = host.http_host.to_ascii_lowercase();
         if let Some(first) = owners.get(&key) {
-            tracing::warn!(
+            warnings.push(format!(
                 "hosts '{first}' and '{}' both use http_host '{key}'; their modules share that name's paths",
                 host.name
-            );
+            ));
         } else {
             owners.insert(key, host.name.clone());
         }
         let site = table.site_mut(&host.http_host);
         for mount in mounts_for(config, host, loaded, public, metrics, idle) {
             if let Err((holder, refused)) = site.add(mount) {
-                tracing::warn!(
+                warnings.push(format!(
                     "{} on '{}' and {} on '{}' are both at {}; {} keeps it",
                     holder.module.name,
                     holder.host,
@@ -384,7 +389,7 @@ fn host_table(
                     refused.host,
                     refused.base_path,
                     holder.module.name
-                );
+                ));
             }
         }
     }
@@ -393,12 +398,13 @@ fn host_table(
             tracing::info!("HTTP requests to unknown hosts will be handled by {name}");
         }
         Some((name, at)) => {
-            tracing::warn!("{at}: http_default_host '{name}' is not the http_host of any host; it has no effect");
+            warnings
+                .push(format!("{at}: http_default_host '{name}' is not the http_host of any host; it has no effect"));
             tracing::info!("HTTP requests to unknown hosts will return 404 Not Found");
         }
         None => tracing::info!("HTTP requests to unknown hosts will return 404 Not Found"),
     }
-    table
+    (table, warnings)
 }
 
 /// A host's modules at their base paths.

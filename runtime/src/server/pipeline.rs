@@ -16,7 +16,7 @@ use crate::body_limit::CappedBody;
 use crate::cors;
 use crate::error_page::{error_page, full_body, redirect, running_page};
 use crate::metrics::ModuleOutcome;
-use crate::routing::{Route, request_path};
+use crate::routing::{RequestPath, Route, request_path};
 use crate::vhost::HostLookup;
 use crate::wasm::{Invocation, ModuleBody, RequestFacts, SandboxLimits, WasmError};
 
@@ -30,6 +30,7 @@ pub struct ConnectionInfo {
 /// Why a request was not answered by a module; each maps to one status.
 enum Refusal {
     MissingHost,
+    SeveralHosts,
     UnknownHost(String),
     InvalidPath,
     NotMounted,
@@ -41,6 +42,7 @@ impl Refusal {
     fn response(&self, detailed: bool) -> Response<ModuleBody> {
         match self {
             Refusal::MissingHost => error_page(StatusCode::BAD_REQUEST, Some("Missing or invalid 'Host' header")),
+            Refusal::SeveralHosts => error_page(StatusCode::BAD_REQUEST, Some("More than one 'Host' header")),
             Refusal::UnknownHost(host) => error_page(StatusCode::NOT_FOUND, Some(&format!("Unknown host: {host}"))),
             Refusal::InvalidPath => error_page(StatusCode::BAD_REQUEST, Some("Invalid path")),
             Refusal::NotMounted => error_page(StatusCode::NOT_FOUND, None),
@@ -72,6 +74,7 @@ pub async fn handle(
     request: Request<Incoming>,
 ) -> Response<ModuleBody> {
     let started = Instant::now();
+    let version = request.version();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let mut reached = Reached::default();
@@ -95,6 +98,7 @@ pub async fn handle(
         }
     };
 
+    let response = frame_for_http10(version, response);
     let took = started.elapsed();
     state.metrics.request(
         reached.host.as_deref().unwrap_or("-"),
@@ -124,19 +128,20 @@ async fn dispatch(
         HostLookup::Found(site) => site,
         HostLookup::Unknown(host) => return Err(Refusal::UnknownHost(host)),
         HostLookup::Missing => return Err(Refusal::MissingHost),
+        HostLookup::Several => return Err(Refusal::SeveralHosts),
     };
 
     let client = state.proxies.resolve(connection.peer.ip(), connection.secure, request.headers_mut());
     reached.client = Some(client.ip);
 
     let path = request_path(request.uri().path()).map_err(|_| Refusal::InvalidPath)?;
-    let mount = match site.route(&path) {
+    let mount = match site.route(&path.decoded) {
         Route::Module(mount) => mount,
         Route::AddSlash(mount) => {
             reached.host = Some(mount.host.clone());
             let location = match request.uri().query() {
-                Some(query) => format!("{path}/?{query}"),
-                None => format!("{path}/"),
+                Some(query) => format!("{}/?{query}", path.encoded),
+                None => format!("{}/", path.encoded),
             };
             return Ok(redirect(&location));
         }
@@ -148,6 +153,7 @@ async fn dispatch(
     };
     reached.host = Some(mount.host.clone());
     reached.module = Some(mount.module.name.clone());
+    let raw_path_with_query = give_module_routed_path(&mut request, &path)?;
     let usable_host = request.headers().get(http::header::HOST).is_some_and(|h| h.to_str().is_ok());
     if request.uri().authority().is_none() && !usable_host {
         // Reached through http_default_host with no (or an unreadable)
@@ -172,6 +178,7 @@ async fn dispatch(
         base_url: mount.base_url.clone(),
         client_ip: client.ip,
         secure: client.secure,
+        raw_path_with_query,
     };
     let limit = state.max_content_size;
     let declared_length = request
@@ -224,6 +231,35 @@ async fn dispatch(
         cors.apply(origin.as_ref(), response.headers_mut());
     }
     Ok(response)
+}
+
+/// Puts the path the request was routed on into its URI, so the module's
+/// path and base path agree with the routing (`//st%61tic/a` reached the
+/// mount at `/static`: the module sees `/static/a`); the query stays as
+/// sent. Returns the path and query as the client sent them.
+fn give_module_routed_path<B>(request: &mut Request<B>, path: &RequestPath) -> Result<Arc<str>, Refusal> {
+    let raw: Arc<str> = request.uri().path_and_query().map_or("/", |p| p.as_str()).into();
+    let routed = match request.uri().query() {
+        Some(query) => format!("{}?{query}", path.encoded),
+        None => path.encoded.clone(),
+    };
+    let mut parts = request.uri().clone().into_parts();
+    parts.path_and_query = Some(routed.parse().map_err(|_| Refusal::InvalidPath)?);
+    *request.uri_mut() = http::Uri::from_parts(parts).map_err(|_| Refusal::InvalidPath)?;
+    Ok(raw)
+}
+
+/// HTTP/1.0 has no chunked encoding, so a body of unknown length can only
+/// be ended by closing the connection: say so (`Connection: close`) rather
+/// than let an HTTP/1.0 keep-alive client wait for more.
+fn frame_for_http10(version: http::Version, mut response: Response<ModuleBody>) -> Response<ModuleBody> {
+    use http_body::Body as _;
+    let length_known =
+        response.headers().contains_key(http::header::CONTENT_LENGTH) || response.body().size_hint().exact().is_some();
+    if version == http::Version::HTTP_10 && !length_known {
+        response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// A request body that fails once it passes `limit` bytes (for bodies whose

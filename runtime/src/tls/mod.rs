@@ -11,6 +11,7 @@
 //! are swapped atomically, so a handshake always sees one consistent set
 //! and open connections keep the certificate they started with.
 
+mod accept;
 mod load;
 mod lookup;
 
@@ -22,9 +23,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use tokio_rustls::TlsAcceptor;
 
 use crate::config::{CertPair, Location, TlsSettings};
+pub use accept::HttpsAcceptor;
 use load::CertLoader;
 pub use load::{CertError, LoadedCert};
 use lookup::{CertIndex, Found};
@@ -101,7 +102,7 @@ pub struct HttpsCertificates {
 impl HttpsCertificates {
     /// Decides what `port` serves and returns the acceptor for it; an
     /// error means the port must stay closed.
-    pub fn open_port(&mut self, settings: &TlsSettings, port: u16) -> Result<TlsAcceptor, TlsError> {
+    pub fn open_port(&mut self, settings: &TlsSettings, port: u16) -> Result<HttpsAcceptor, TlsError> {
         let resolver = match self.ports.get(&port) {
             Some(resolver) => Arc::clone(resolver),
             None => {
@@ -150,15 +151,14 @@ fn summarize(table: &CertTable) -> String {
     format!("hosts: {}; default: {default}", if names.is_empty() { "none".into() } else { names.join(", ") })
 }
 
-fn acceptor(resolver: Arc<PortCertificates>, port: u16) -> Result<TlsAcceptor, TlsError> {
+fn acceptor(resolver: Arc<PortCertificates>, port: u16) -> Result<HttpsAcceptor, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|error| TlsError::Setup { port, reason: error.to_string() })?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(HttpsAcceptor::new(config))
 }
 
 /// Decides what `port` serves; also returns the problems found on the way

@@ -44,6 +44,9 @@ pub struct RequestFacts {
     pub base_url: Arc<str>,
     pub client_ip: std::net::IpAddr,
     pub secure: bool,
+    /// The path and query exactly as the client sent them, before routing
+    /// decoded and normalised the path.
+    pub raw_path_with_query: Arc<str>,
 }
 
 /// Which module on which host an instance belongs to; shared by all of its
@@ -172,6 +175,10 @@ impl context::Host for InstanceState {
 
     fn secure(&mut self) -> bool {
         self.facts().is_some_and(|f| f.secure)
+    }
+
+    fn raw_path_with_query(&mut self) -> String {
+        self.facts().map_or_else(String::new, |f| f.raw_path_with_query.to_string())
     }
 
     fn config_option(&mut self, name: String) -> Option<String> {
