@@ -111,12 +111,19 @@ fn build_python(sources: &Path, wit: &Path, work: &Path, out: &Path) -> Built {
     for (stem, world, dir) in MODULES {
         let name = format!("http_{stem}_py");
         let path = out.join(format!("{name}.wasm"));
+        // componentize-py's embedded Python writes __pycache__ beside the
+        // sources whatever PYTHONDONTWRITEBYTECODE says; a write under
+        // guest-modules/ would make the next cargo command rebuild the
+        // guests and the server. So it reads a copy under target/.
+        let copy = work.join("python-sources").join(dir);
+        fs::create_dir_all(&copy).map_err(|e| e.to_string())?;
+        fs::copy(sources.join(dir).join("app.py"), copy.join("app.py")).map_err(|e| e.to_string())?;
         run(Command::new(&tool)
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .arg("-d")
             .arg(wit)
             .args(["-w", world, "componentize", "-p"])
-            .arg(sources.join(dir))
+            .arg(&copy)
             .args(["app", "-o"])
             .arg(&path))?;
         built.push((name, path));

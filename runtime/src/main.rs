@@ -115,17 +115,29 @@ fn main() -> ExitCode {
     }
 }
 
-/// Sends SIGHUP to the server whose pid is in the config's `pidfile`.
+/// Sends SIGHUP to the server whose pid is in the config's `pidfile`, if a
+/// running canto holds the pidfile's lock: a stale pidfile (its server gone,
+/// its pid perhaps reused by another process) is refused, never signalled.
 fn signal_reload(config: &Config) -> anyhow::Result<i32> {
+    use rustix::fs::FlockOperation;
     let path = config.pidfile.as_ref().with_context(|| {
         format!(
             "{} sets no pidfile, so the running server cannot be found; add e.g. pidfile = \"/run/canto.pid\"",
             config.origin
         )
     })?;
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {} (is canto running with this config?)", path.display()))?;
+    let unreadable = || format!("cannot read {} (is canto running with this config?)", path.display());
+    let file = std::fs::File::open(path).with_context(unreadable)?;
+    let text = std::io::read_to_string(&file).with_context(unreadable)?;
     let pid: i32 = text.trim().parse().with_context(|| format!("{} does not hold a process id", path.display()))?;
+    match rustix::fs::flock(&file, FlockOperation::NonBlockingLockShared) {
+        Ok(()) => anyhow::bail!(
+            "{} is stale: no running canto holds it, so pid {pid} is not signalled (remove the file, or start canto)",
+            path.display()
+        ),
+        Err(rustix::io::Errno::WOULDBLOCK) => {} // held: the server is running
+        Err(error) => return Err(error).with_context(|| format!("cannot check the lock on {}", path.display())),
+    }
     let target = rustix::process::Pid::from_raw(pid)
         .with_context(|| format!("{} holds an invalid pid {pid}", path.display()))?;
     rustix::process::kill_process(target, rustix::process::Signal::HUP)
@@ -133,28 +145,42 @@ fn signal_reload(config: &Config) -> anyhow::Result<i32> {
     Ok(pid)
 }
 
-/// Writes this process's id to `pidfile`; removed again on drop.
-struct PidFile(Option<PathBuf>);
+/// This process's id in `pidfile`, locked (as prosodyctl does) for as long
+/// as the server runs, so a second server with the same config refuses to
+/// start and `canto reload` can tell a live pidfile from a stale one.
+/// Removed again on drop.
+struct PidFile(Option<(PathBuf, std::fs::File)>);
 
 impl PidFile {
-    fn write(path: Option<&PathBuf>) -> Self {
-        let Some(path) = path else { return Self(None) };
-        match std::fs::write(path, format!("{}\n", std::process::id())) {
-            Ok(()) => Self(Some(path.clone())),
+    fn write(path: Option<&PathBuf>) -> anyhow::Result<Self> {
+        use rustix::fs::FlockOperation;
+        use std::io::Write as _;
+        let Some(path) = path else { return Ok(Self(None)) };
+        let opened = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path);
+        let mut file = match opened {
+            Ok(file) => file,
             Err(error) => {
                 tracing::warn!(
                     "cannot write pidfile {}: {error}; `canto reload` will not find this server",
                     path.display()
                 );
-                Self(None)
+                return Ok(Self(None));
             }
+        };
+        if let Err(error) = rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            let running = std::fs::read_to_string(path).unwrap_or_default();
+            anyhow::bail!("another canto (pid {}) is running with pidfile {}: {error}", running.trim(), path.display());
         }
+        file.set_len(0)
+            .and_then(|()| writeln!(file, "{}", std::process::id()))
+            .with_context(|| format!("cannot write pidfile {}", path.display()))?;
+        Ok(Self(Some((path.clone(), file))))
     }
 }
 
 impl Drop for PidFile {
     fn drop(&mut self) {
-        if let Some(path) = &self.0 {
+        if let Some((path, _locked)) = &self.0 {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -171,9 +197,11 @@ fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!("canto {} starting with {}", env!("CARGO_PKG_VERSION"), config.origin);
         let shutdown = shutdown_signal();
         let hangups = hangup_signal();
+        // Before binding: a second server with this config must not take
+        // the first one's ports or pidfile.
+        let _pidfile = PidFile::write(config.pidfile.as_ref())?;
         let server = Server::start(&config).await.context("cannot start")?;
         reload_on_sighup(hangups, server.reload_handle());
-        let _pidfile = PidFile::write(config.pidfile.as_ref());
         server.run(shutdown).await;
         Ok(())
     })

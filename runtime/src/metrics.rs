@@ -25,6 +25,9 @@ pub struct Metrics {
     connections: AtomicU64,
     tls_ok: AtomicU64,
     tls_failed: AtomicU64,
+    limit_reached: AtomicU64,
+    closed_no_first_byte: AtomicU64,
+    closed_idle: AtomicU64,
     modules: Mutex<BTreeMap<String, ModuleCounts>>,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
@@ -35,6 +38,7 @@ struct ModuleCounts {
     instantiations: u64,
     traps: u64,
     timeouts: u64,
+    busy: u64,
 }
 
 /// How one module run ended, as far as metrics care.
@@ -102,6 +106,18 @@ impl Metrics {
         OpenConnection(self)
     }
 
+    /// Accepting paused: `http_max_connections` connections are open.
+    pub fn connection_limit_reached(&self) {
+        self.limit_reached.fetch_add(1, Relaxed);
+    }
+
+    /// A connection closed for saying nothing: before its first byte, or
+    /// with no request in flight.
+    pub fn connection_closed_quiet(&self, before_first_byte: bool) {
+        let counter = if before_first_byte { &self.closed_no_first_byte } else { &self.closed_idle };
+        counter.fetch_add(1, Relaxed);
+    }
+
     pub fn tls_handshake(&self, succeeded: bool) {
         let counter = if succeeded { &self.tls_ok } else { &self.tls_failed };
         counter.fetch_add(1, Relaxed);
@@ -115,6 +131,13 @@ impl Metrics {
             ModuleOutcome::Answered => {}
             ModuleOutcome::Trapped => counts.traps += 1,
             ModuleOutcome::TimedOut => counts.timeouts += 1,
+        }
+    }
+
+    /// A request to `module` got 503: no slot came free in time.
+    pub fn module_busy(&self, module: &str) {
+        if let Ok(mut modules) = self.modules.lock() {
+            modules.entry(module.to_string()).or_default().busy += 1;
         }
     }
 
@@ -186,6 +209,19 @@ impl Metrics {
                 vec![total(Vec::new(), self.connections.load(Relaxed))],
             ),
             counter(
+                "canto_connection_limit_reached",
+                "Times accepting paused because http_max_connections connections were open.",
+                vec![total(Vec::new(), self.limit_reached.load(Relaxed))],
+            ),
+            counter(
+                "canto_connections_closed_quiet",
+                "Connections closed for sending nothing: no first byte in time, or idle with no request in flight.",
+                vec![
+                    total(label(&[("reason", "no_first_byte")]), self.closed_no_first_byte.load(Relaxed)),
+                    total(label(&[("reason", "idle")]), self.closed_idle.load(Relaxed)),
+                ],
+            ),
+            counter(
                 "canto_tls_handshakes",
                 "TLS handshakes, by result.",
                 vec![
@@ -203,6 +239,11 @@ impl Metrics {
                 "canto_module_timeouts",
                 "Module runs stopped by the CPU or wall-clock limit.",
                 per_module(|c| c.timeouts),
+            ),
+            counter(
+                "canto_module_busy",
+                "Requests answered 503 because no slot of the module or the pool came free in time.",
+                per_module(|c| c.busy),
             ),
             counter(
                 "canto_reloads",

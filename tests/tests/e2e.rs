@@ -158,6 +158,158 @@ mod modules {
     }
 }
 
+/// Clients that send nothing, never finish, or ask for what canto is not:
+/// each is bounded, and the server keeps serving everyone else.
+mod hardening {
+    use super::*;
+
+    /// Reads until the server closes the connection; `None` if it has not
+    /// within `limit`.
+    async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Vec<u8>> {
+        let mut seen = Vec::new();
+        tokio::time::timeout(limit, stream.read_to_end(&mut seen)).await.ok().map(|_| seen)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_that_sends_nothing_is_closed() {
+        let server = TestServer::start(&format!("http_first_byte_timeout = 1\nhttp_idle_timeout = 2\n{DEMO}")).await;
+        let mut silent = TcpStream::connect(server.addr).await.unwrap();
+        let started = std::time::Instant::now();
+        assert!(closed_within(&mut silent, Duration::from_secs(5)).await.is_some(), "still open after 5 s");
+        assert!(started.elapsed() >= Duration::from_millis(900), "closed before its time");
+        // A half-sent HTTP/2 preface is no better.
+        let mut half = TcpStream::connect(server.addr).await.unwrap();
+        half.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+        assert!(closed_within(&mut half, Duration::from_secs(10)).await.is_some(), "a half preface stays open");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_keep_alive_and_http2_connections_are_closed() {
+        let server = TestServer::start(&format!("http_idle_timeout = 1\n{DEMO}")).await;
+        let mut keep_alive = TcpStream::connect(server.addr).await.unwrap();
+        keep_alive.write_all(b"GET /hello/ HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+        let seen = closed_within(&mut keep_alive, Duration::from_secs(5)).await.expect("closed once idle");
+        assert!(String::from_utf8_lossy(&seen).contains("hello from localhost"), "answered first");
+        // HTTP/2 with no streams: a GOAWAY frame (type 7), then the close.
+        let mut h2 = TcpStream::connect(server.addr).await.unwrap();
+        h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.unwrap();
+        let seen = closed_within(&mut h2, Duration::from_secs(5)).await.expect("closed once idle");
+        let mut frames = &seen[..];
+        let mut kinds = Vec::new();
+        while frames.len() >= 9 {
+            let length = usize::from(frames[0]) << 16 | usize::from(frames[1]) << 8 | usize::from(frames[2]);
+            kinds.push(frames[3]);
+            frames = &frames[(9 + length).min(frames.len())..];
+        }
+        assert!(kinds.contains(&7), "no GOAWAY among frames {kinds:?}");
+        // A connection in use is not idle, however long its request takes.
+        let busy = TestServer::start("http_idle_timeout = 1\nhttp_first_byte_timeout = 1\nVirtualHost \"t.test\"\nmodules_enabled = { \"http_trickle\" }\n").await;
+        let mut stream = TcpStream::connect(busy.addr).await.unwrap();
+        stream.write_all(b"GET /trickle/ HTTP/1.1\r\nHost: t.test\r\n\r\n").await.unwrap();
+        assert!(closed_within(&mut stream, Duration::from_secs(3)).await.is_none(), "closed while streaming");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn past_the_connection_cap_accepting_waits_for_a_close() {
+        let server = TestServer::start(&format!("http_max_connections = 3\n{DEMO}")).await;
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let mut stream = TcpStream::connect(server.addr).await.unwrap();
+            stream.write_all(b"GET /hello/ HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+            let mut buf = [0u8; 1024];
+            assert!(stream.read(&mut buf).await.unwrap() > 0);
+            held.push(stream);
+        }
+        wait_for_log(&["3 connections are open (http_max_connections)"]).await;
+        // The kernel completes the fourth handshake; canto does not take it.
+        let mut fourth = TcpStream::connect(server.addr).await.unwrap();
+        fourth.write_all(b"GET /hello/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut answer = Vec::new();
+        let early = tokio::time::timeout(Duration::from_millis(500), fourth.read_to_end(&mut answer)).await;
+        assert!(early.is_err(), "the fourth connection was served past the cap");
+        drop(held.pop());
+        tokio::time::timeout(Duration::from_secs(5), fourth.read_to_end(&mut answer)).await.unwrap().unwrap();
+        assert!(String::from_utf8_lossy(&answer).contains("hello from localhost"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_oversized_request_head_gets_431_and_a_small_limit_applies() {
+        let server = TestServer::start(DEMO).await;
+        let big = format!("GET /hello/ HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n", "a".repeat(100 * 1024));
+        let response = raw_exchange(&server, big.as_bytes()).await;
+        assert!(response.starts_with("HTTP/1.1 431 "), "{:.200}", response);
+        let fits = format!(
+            "GET /hello/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-Fits: {}\r\n\r\n",
+            "a".repeat(32 * 1024)
+        );
+        assert!(raw_exchange(&server, fits.as_bytes()).await.starts_with("HTTP/1.1 200 "));
+        let small = TestServer::start(&format!("http_max_header_size = 16384\n{DEMO}")).await;
+        let response = raw_exchange(&small, fits.as_bytes()).await;
+        assert!(response.starts_with("HTTP/1.1 431 "), "{:.200}", response);
+    }
+
+    /// Slow clients holding every slot of a module do not leave the next
+    /// request hanging: past `http_module_queue_timeout` it gets 503.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_that_finds_no_free_slot_in_time_gets_503() {
+        let server = TestServer::start(
+            "http_module_max_concurrency = 1\nhttp_module_queue_timeout = 1\nVirtualHost \"q.test\"\nmodules_enabled = { \"http_trickle\", \"http_hello\" }\n",
+        )
+        .await;
+        let holding = server.get("q.test", "/trickle/").await;
+        assert_eq!(holding.status(), 200);
+        let started = std::time::Instant::now();
+        let waiting = server.get("q.test", "/trickle/").await;
+        assert_eq!(waiting.status(), 503);
+        assert_eq!(waiting.headers()["retry-after"], "5");
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        wait_for_log(&["module=http_trickle", "no free slot after 1s"]).await;
+        // Other modules have their own slots.
+        assert_eq!(server.get("q.test", "/hello/").await.status(), 200);
+        drop(holding);
+    }
+
+    /// A client that gives up on a spinning module still leaves its line
+    /// in the access log (status 499, and why) and its count.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_whose_client_left_is_logged_and_counted() {
+        let server = TestServer::start(
+            "http_module_timeout = 5\nVirtualHost \"gone.test\"\nmodules_enabled = { \"http_loop\" }\n",
+        )
+        .await;
+        for _ in 0..3 {
+            let mut stream = TcpStream::connect(server.addr).await.unwrap();
+            stream.write_all(b"GET /loop/?gone HTTP/1.1\r\nHost: gone.test\r\n\r\n").await.unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            drop(stream);
+        }
+        let line = wait_for_log(&["canto::access", "host=gone.test", "status=499"]).await;
+        assert!(line.contains("module=http_loop") && line.contains("client closed the connection"), "{line}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(log_lines_with(&["canto::access", "host=gone.test", "status=499"]).len(), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connect_is_405_and_absurd_methods_are_501() {
+        let server = TestServer::start(DEMO).await;
+        let response = raw_exchange(
+            &server,
+            b"CONNECT localhost:443 HTTP/1.1\r\nHost: localhost:443\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(response.starts_with("HTTP/1.1 405 "), "{response}");
+        let method = "X".repeat(100_000);
+        let request = format!("{method} /hello/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        let response = raw_exchange(&server, request.as_bytes()).await;
+        assert!(response.starts_with("HTTP/1.1 431 ") || response.starts_with("HTTP/1.1 501 "), "{:.100}", response);
+        let request = format!("{} /hello/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", "Y".repeat(1000));
+        let response = raw_exchange(&server, request.as_bytes()).await;
+        assert!(response.starts_with("HTTP/1.1 501 "), "{:.100}", response);
+        let logged = wait_for_log(&["canto::access", "YYYYYYYY"]).await;
+        assert!(logged.len() < 400, "the method is logged whole: {} bytes", logged.len());
+    }
+}
+
 mod protocol {
     use super::*;
 
@@ -1160,6 +1312,19 @@ trusted_proxies = { "127.0.0.1", "::1", "192.168.1.1", }
         assert!(config.hosts.iter().any(|h| h.name == "localhost"));
         assert_eq!(config.http_listeners, addrs(&["127.0.0.1:5280", "[::1]:5280"]));
     }
+
+    /// Prosody reads bytes; a Latin-1 byte in a comment must not make the
+    /// config unreadable, and the operator is told where it is.
+    #[test]
+    fn a_latin1_byte_is_read_with_a_located_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("latin1.cfg.lua");
+        std::fs::write(&path, b"http_ports = { 5280 }\n-- Caf\xe9 config\nVirtualHost \"a.test\"\n").unwrap();
+        let config = Config::load(&path, &canto::builtin::names()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.hosts[0].name, "a.test");
+        let warning = config.warnings.iter().find(|w| w.contains("not UTF-8")).expect("a warning");
+        assert!(warning.contains("latin1.cfg.lua:2:7: "), "{warning}");
+    }
 }
 
 /// Where canto means to match Prosody, the same config and requests give
@@ -1863,6 +2028,57 @@ mod reload {
         server.reload.reload().await;
         wait_for_log(&["config rejected, the running config stays", "http_ports: expected a port number"]).await;
         assert!(status_on(&mut stream, &ask("b.test", "/hello/")).await.contains("200"));
+    }
+
+    /// `http_module_max_concurrency` changed by a reload applies to modules
+    /// whose file did not change too (they come from the compile cache).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reload_gives_unchanged_modules_the_new_concurrency() {
+        let config = |limit: u32| {
+            format!(
+                "http_module_max_concurrency = {limit}\nhttp_module_wall_timeout = 30\nVirtualHost \"t.test\"\nmodules_enabled = {{ \"http_trickle\" }}\n"
+            )
+        };
+        let server = TestServer::start(&config(1)).await;
+        let ask = || tokio::time::timeout(Duration::from_secs(1), server.get("t.test", "/trickle/"));
+        // Trickle streams forever: this request holds the module's one slot.
+        let holding = ask().await.expect("the first request gets its head");
+        assert_eq!(holding.status(), 200);
+        assert!(ask().await.is_err(), "a second request waits for the only slot");
+        server.rewrite_config(&config(4));
+        server.reload.reload().await;
+        let mut answered = None;
+        for _ in 0..20 {
+            if let Ok(response) = ask().await {
+                answered = Some(response.status());
+                break;
+            }
+        }
+        assert_eq!(answered, Some(reqwest::StatusCode::OK), "the new limit of 4 was not applied");
+        drop(holding);
+    }
+
+    /// Configs that once crashed a reload (the parser overflowed the stack)
+    /// or hung it (an Include of a device or FIFO) are located errors now,
+    /// and the running config keeps serving.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pathological_config_is_refused_and_the_old_one_keeps_serving() {
+        let server = TestServer::start("VirtualHost \"a.test\"\nmodules_enabled = { \"http_hello\" }\n").await;
+        let fifo = server.dir.path().join("fifo.cfg.lua");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("run mkfifo");
+        assert!(made.success());
+        let host = "VirtualHost \"a.test\"\nmodules_enabled = { \"http_hello\" }\n";
+        for (config, error) in [
+            (format!("x = {}1{}\n{host}", "{".repeat(300), "}".repeat(300)), "nested more than 100 deep"),
+            (format!("x = \"a\"{}\n{host}", " .. \"a\"".repeat(2000)), "more than 1000 `..` in one file"),
+            (format!("Include \"/dev/zero\"\n{host}"), "/dev/zero: not a regular file"),
+            (format!("Include {:?}\n{host}", fifo.display().to_string()), "fifo.cfg.lua: not a regular file"),
+        ] {
+            server.rewrite_config(&config);
+            server.reload.reload().await;
+            wait_for_log(&["config rejected, the running config stays", error]).await;
+            assert_eq!(server.get("a.test", "/hello/").await.status(), 200, "after {error}");
+        }
     }
 }
 

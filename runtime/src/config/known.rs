@@ -68,6 +68,12 @@ pub const KNOWN: &[(&str, Scope)] = &[
     ("http_module_max_response_size", Scope::Global),
     ("http_module_grants", Scope::Global),
     ("http_module_instance_reuse", Scope::Global),
+    ("http_module_queue_timeout", Scope::Global),
+    // canto's own: connection limits.
+    ("http_max_connections", Scope::Global),
+    ("http_first_byte_timeout", Scope::Global),
+    ("http_idle_timeout", Scope::Global),
+    ("http_max_header_size", Scope::Global),
 ];
 
 /// Names in HTTP's namespaces, where an unknown name is probably a typo.

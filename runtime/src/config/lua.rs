@@ -19,8 +19,8 @@ use full_moon::ast::{self, Expression, Field, FunctionArgs, Stmt};
 use full_moon::node::Node;
 use full_moon::tokenizer::{StringLiteralQuoteType, Symbol, TokenReference, TokenType};
 
-use super::ConfigError;
 use super::source::{Location, Spanned, Table, TableKey, Value};
+use super::{ConfigError, text};
 
 /// Options in one scope, in the order they were set; the last value wins.
 #[derive(Clone, Debug, Default)]
@@ -73,22 +73,39 @@ pub struct RawConfig {
 }
 
 /// Looks up `ENV_*` variables; tests pass their own.
-pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+pub type EnvLookup<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
 
 /// Reads a config file and everything it includes.
 pub fn read_file(path: &Path, env: EnvLookup<'_>) -> Result<RawConfig, ConfigError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-    read_str(path, &text, env)
+    let file = text::read(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let mut config = read_str(path, &file.text, env)?;
+    config.warnings.splice(0..0, file.warning);
+    Ok(config)
 }
 
 /// Reads config text; `path` names it in messages and anchors relative
 /// `Include`s.
 pub fn read_str(path: &Path, text: &str, env: EnvLookup<'_>) -> Result<RawConfig, ConfigError> {
-    let mut reader = Reader { config: RawConfig::default(), env, depth: 0 };
-    reader.chunk(Arc::from(path), text)?;
-    Ok(reader.config)
+    let read = || {
+        let mut reader = Reader { config: RawConfig::default(), env, depth: 0 };
+        reader.chunk(Arc::from(path), text)?;
+        Ok(reader.config)
+    };
+    // The parser recurses once per nesting level; [`text::check_bounds`]
+    // bounds the levels, and this stack holds them wherever the config is
+    // read (a reload runs on a runtime worker with a small stack).
+    std::thread::scope(|scope| {
+        let reader = std::thread::Builder::new().name("config".into()).stack_size(PARSER_STACK_BYTES);
+        match reader.spawn_scoped(scope, read) {
+            Ok(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(source) => Err(ConfigError::Read { path: path.to_path_buf(), source }),
+        }
+    })
 }
+
+/// Stack for reading a config: ample for [`text::MAX_NESTING`] and
+/// [`text::MAX_CONCATENATIONS`] levels (reserved, not committed, memory).
+const PARSER_STACK_BYTES: usize = 64 << 20;
 
 /// How deep `Include` may nest before we call it a loop.
 const MAX_INCLUDE_DEPTH: usize = 32;
@@ -107,10 +124,11 @@ enum Scope {
 }
 
 impl Reader<'_> {
-    fn chunk(&mut self, file: Arc<Path>, text: &str) -> Result<(), ConfigError> {
+    fn chunk(&mut self, file: Arc<Path>, code: &str) -> Result<(), ConfigError> {
+        text::check_bounds(&file, code)?;
         // full_moon 3.0 panics on a few inputs (a stray backtick reaches an
         // `unreachable!`); a config must get an error, never a crash.
-        let parsed = std::panic::catch_unwind(|| full_moon::parse(text)).map_err(|_| ConfigError::Invalid {
+        let parsed = std::panic::catch_unwind(|| full_moon::parse(code)).map_err(|_| ConfigError::Invalid {
             at: Location::new(&file, 1, 1),
             message: "syntax error: the Lua parser gave up on this file (is there a stray ` character?)".into(),
         })?;
@@ -346,13 +364,14 @@ impl Reader<'_> {
         let path = at.base_dir().join(pattern);
         let files = if pattern.contains(['*', '?']) { expand_glob(at, &path)? } else { vec![path] };
         for file in files {
-            let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Include {
+            let included = text::read(&file).map_err(|source| ConfigError::Include {
                 at: at.clone(),
                 path: file.clone(),
                 source,
             })?;
+            self.config.warnings.extend(included.warning);
             self.depth += 1;
-            let result = self.chunk(Arc::from(file.as_path()), &text);
+            let result = self.chunk(Arc::from(file.as_path()), &included.text);
             self.depth -= 1;
             result?;
         }

@@ -9,6 +9,7 @@
 mod known;
 mod lua;
 mod source;
+mod text;
 mod tls;
 mod typed;
 
@@ -76,6 +77,16 @@ pub const DEFAULT_MAX_CONCURRENCY: u32 = 100;
 pub const DEFAULT_MAX_HEADER_BYTES: u64 = 64 * 1024;
 /// Default bound on a module's response body: 4 GiB.
 pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 4 << 30;
+/// Default time a request may wait for a module slot.
+pub const DEFAULT_QUEUE_TIMEOUT_SECS: u64 = 30;
+/// Default time a new connection may stay silent.
+pub const DEFAULT_FIRST_BYTE_TIMEOUT_SECS: u64 = 10;
+/// Default time a connection with nothing in flight may stay silent.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
+/// Default bound on a request head (request line and headers): 64 KiB.
+pub const DEFAULT_MAX_HEADER_BYTES_IN: u32 = 64 * 1024;
+/// The smallest request head bound hyper accepts.
+const MIN_HEADER_BYTES: u32 = 8192;
 
 /// A validated config.
 #[derive(Clone, Debug)]
@@ -101,6 +112,7 @@ pub struct Config {
     /// HTTP hosts: every VirtualHost, and every Component that serves HTTP.
     pub hosts: Vec<HostConfig>,
     pub limits: ModuleLimits,
+    pub connections: ConnectionLimits,
     /// `http_module_grants`, by app name (module name without `http_`).
     pub grants: BTreeMap<String, Grants>,
     /// `http_default_host`: where requests for unknown hosts go.
@@ -140,6 +152,25 @@ pub struct CorsOverride {
     pub origins: Option<Vec<String>>,
 }
 
+/// Bounds on client connections, so clients that send nothing, or never
+/// finish, cannot take the server's file descriptors or memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections open at once (`http_max_connections`); `None`: derived
+    /// from the file descriptor limit at start.
+    pub max_connections: Option<u32>,
+    /// How long a new connection may stay silent (`http_first_byte_timeout`,
+    /// seconds): until its first byte, or its TLS handshake's end.
+    pub first_byte_timeout: std::time::Duration,
+    /// How long a connection with no request in flight may stay silent
+    /// (`http_idle_timeout`, seconds): HTTP/1.1 keep-alive, HTTP/2 with no
+    /// streams.
+    pub idle_timeout: std::time::Duration,
+    /// Bytes a request head may take, request line included
+    /// (`http_max_header_size`); more is answered 431.
+    pub max_header_bytes: u32,
+}
+
 /// Bounds every module instance runs under.
 #[derive(Clone, Debug)]
 pub struct ModuleLimits {
@@ -161,6 +192,9 @@ pub struct ModuleLimits {
     pub max_response_bytes: u64,
     /// How many requests one instance may serve (`http_module_instance_reuse`).
     pub instance_reuse: InstanceReuse,
+    /// How long a request may wait for a free slot in its module or the
+    /// pool (`http_module_queue_timeout`, seconds) before it gets 503.
+    pub queue_timeout: std::time::Duration,
 }
 
 /// `http_module_instance_reuse`: requests one instance of a module serves,
@@ -415,6 +449,28 @@ impl Config {
                 Some(value) => InstanceReuse::parse(value)?,
                 None => InstanceReuse::default(),
             },
+            queue_timeout: std::time::Duration::from_secs(
+                positive_integer(global.get("http_module_queue_timeout"), "http_module_queue_timeout")?
+                    .unwrap_or(DEFAULT_QUEUE_TIMEOUT_SECS),
+            ),
+        };
+        let connections = ConnectionLimits {
+            max_connections: match global.get("http_max_connections") {
+                Some(value) => Some(typed::positive_u32(value, "http_max_connections")?),
+                None => None,
+            },
+            first_byte_timeout: std::time::Duration::from_secs(
+                positive_integer(global.get("http_first_byte_timeout"), "http_first_byte_timeout")?
+                    .unwrap_or(DEFAULT_FIRST_BYTE_TIMEOUT_SECS),
+            ),
+            idle_timeout: std::time::Duration::from_secs(
+                positive_integer(global.get("http_idle_timeout"), "http_idle_timeout")?
+                    .unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS),
+            ),
+            max_header_bytes: match global.get("http_max_header_size") {
+                Some(value) => typed::positive_u32(value, "http_max_header_size")?.max(MIN_HEADER_BYTES),
+                None => DEFAULT_MAX_HEADER_BYTES_IN,
+            },
         };
         let grants = match global.get("http_module_grants") {
             Some(value) => module_grants(value)?,
@@ -512,6 +568,7 @@ impl Config {
             plugin_paths,
             hosts,
             limits,
+            connections,
             grants,
             default_host,
             errors_detailed,

@@ -13,9 +13,10 @@ use hyper_util::server::conn::auto;
 use socket2::{Domain, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 
 use super::ServerState;
+use super::connections::{Activity, ConnectionCap, InFlightBody, Quiet, Watched};
 use super::pipeline::{self, ConnectionInfo};
 use crate::tls::HttpsAcceptor;
 
@@ -24,6 +25,9 @@ use crate::tls::HttpsAcceptor;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// A TLS handshake that takes longer is abandoned (Prosody allows 60 s).
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a quiet connection told to close may take to say goodbye
+/// (HTTP/2's GOAWAY) before it is dropped.
+const QUIET_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// A bound socket with the address the config gave for it (whose port
 /// may be 0), which is how a reload recognises it.
@@ -55,6 +59,8 @@ pub struct AcceptLoops {
     state: Arc<ArcSwap<ServerState>>,
     stop: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
+    /// Shared by every listener: the cap is on connections server-wide.
+    cap: ConnectionCap,
 }
 
 struct RunningLoop {
@@ -67,8 +73,13 @@ struct RunningLoop {
 }
 
 impl AcceptLoops {
-    pub fn new(state: Arc<ArcSwap<ServerState>>, stop: watch::Receiver<bool>, alive: mpsc::Sender<()>) -> Self {
-        Self { running: Vec::new(), state, stop, alive }
+    pub fn new(
+        state: Arc<ArcSwap<ServerState>>,
+        stop: watch::Receiver<bool>,
+        alive: mpsc::Sender<()>,
+        cap: ConnectionCap,
+    ) -> Self {
+        Self { running: Vec::new(), state, stop, alive, cap }
     }
 
     pub fn start(&mut self, bound: Bound) {
@@ -84,6 +95,7 @@ impl AcceptLoops {
             self.stop.clone(),
             closed,
             self.alive.clone(),
+            self.cap.clone(),
         );
         let task = tokio::spawn(accept);
         self.running.push(RunningLoop { configured: bound.configured, secure, local, close, task });
@@ -129,7 +141,9 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Accepts until shutdown, or until this listener is `closed` by a
-/// reload; `tls` makes this an https listener.
+/// reload; `tls` makes this an https listener. A connection is accepted
+/// only with a permit from `cap`: at the cap, accepting pauses (clients
+/// wait in the kernel's backlog) rather than failing.
 async fn accept_loop(
     listener: TcpListener,
     tls: Option<HttpsAcceptor>,
@@ -137,33 +151,49 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
     mut closed: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
+    cap: ConnectionCap,
 ) {
     loop {
+        let metrics = Arc::clone(&state.load().metrics);
+        let permit = tokio::select! {
+            permit = cap.admit(|| metrics.connection_limit_reached()) => permit,
+            _ = stopping(&mut stop) => break,
+            _ = stopping(&mut closed) => break,
+        };
+        let Some(permit) = permit else { break };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let (state, stop, alive) = (Arc::clone(&state), stop.clone(), alive.clone());
+                    let activity = Activity::new();
+                    let stream = Watched::new(stream, Arc::clone(&activity));
                     match &tls {
                         None => {
                             let connection = ConnectionInfo { peer, secure: false };
-                            tokio::spawn(serve_connection(stream, connection, state, stop, alive));
+                            tokio::spawn(serve_connection(stream, connection, activity, state, stop, (alive, permit)));
                         }
                         Some(tls) => {
                             let tls = tls.clone();
                             tokio::spawn(async move {
                                 let handshake = tls.accept(stream);
                                 let mut stop_handshake = stop.clone();
+                                let limits = state.load().connections.clone();
                                 let handshake = tokio::select! {
                                     done = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake) => done,
                                     // A client that never finishes must not hold up shutdown.
                                     _ = stopping(&mut stop_handshake) => return,
+                                    // Nor may one that never starts hold its connection.
+                                    quiet = activity.quiet(&limits) => {
+                                        state.load().metrics.connection_closed_quiet(quiet == Quiet::NoFirstByte);
+                                        return;
+                                    }
                                 };
                                 state.load().metrics.tls_handshake(matches!(handshake, Ok(Ok(_))));
                                 match handshake {
                                     Ok(Ok(stream)) => {
                                         let connection = ConnectionInfo { peer, secure: true };
-                                        serve_connection(stream, connection, state, stop, alive).await;
+                                        serve_connection(stream, connection, activity, state, stop, (alive, permit)).await;
                                     }
                                     Ok(Err(error)) => tracing::debug!(client.addr = %peer, %error, "TLS handshake failed"),
                                     Err(_) => tracing::debug!(client.addr = %peer, "TLS handshake timed out"),
@@ -184,23 +214,41 @@ async fn accept_loop(
     }
 }
 
+/// Serves HTTP on one connection until it ends, the server stops, or it
+/// has been quiet too long (`http_first_byte_timeout`, `http_idle_timeout`).
+/// `_held` keeps the drain counter and the connection's place under the
+/// cap until it closes.
 async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     stream: S,
     connection: ConnectionInfo,
+    activity: Arc<Activity>,
     state: Arc<ArcSwap<ServerState>>,
     mut stop: watch::Receiver<bool>,
-    _alive: mpsc::Sender<()>,
+    _held: (mpsc::Sender<()>, OwnedSemaphorePermit),
 ) {
     let peer = connection.peer;
-    let metrics = Arc::clone(&state.load().metrics);
+    let current = state.load_full();
+    let metrics = Arc::clone(&current.metrics);
+    let limits = current.connections.clone();
     let _open = metrics.connection_opened();
+    let requests = Arc::clone(&activity);
     let service = hyper::service::service_fn(move |request| {
         // Each request sees one whole state, even if a reload swaps it now.
         let state = state.load_full();
-        async move { Ok::<_, std::convert::Infallible>(pipeline::handle(&state, &connection, request).await) }
+        let in_flight = requests.request_started();
+        async move {
+            let response = pipeline::handle(&state, &connection, request).await;
+            // In flight until its body is sent, which may be long after.
+            Ok::<_, std::convert::Infallible>(response.map(|body| InFlightBody::new(body, in_flight)))
+        }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().keep_alive(true).timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http1()
+        .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(limits.max_header_bytes as usize);
     let serving = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(serving);
     let result = tokio::select! {
@@ -208,6 +256,16 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         _ = stopping(&mut stop) => {
             serving.as_mut().graceful_shutdown();
             serving.await
+        }
+        quiet = activity.quiet(&limits) => {
+            metrics.connection_closed_quiet(quiet == Quiet::NoFirstByte);
+            tracing::debug!(client.addr = %peer, "closing a connection quiet for too long ({quiet:?})");
+            // HTTP/2 says GOAWAY; an idle HTTP/1.1 connection just closes.
+            serving.as_mut().graceful_shutdown();
+            match tokio::time::timeout(QUIET_CLOSE_GRACE, serving).await {
+                Ok(result) => result,
+                Err(_) => Ok(()),
+            }
         }
     };
     if let Err(error) = result {

@@ -6,6 +6,7 @@
 //! `Server::run` owns the accept loops and the graceful shutdown. The
 //! per-request path lives in [`pipeline`].
 
+mod connections;
 mod listener;
 mod pipeline;
 mod reload;
@@ -60,6 +61,9 @@ pub(crate) struct ServerState {
     pub proxies: TrustedProxies,
     /// `http_max_content_size`: larger request bodies get 413.
     pub max_content_size: u64,
+    /// Timeouts and the request head bound (the connection cap is fixed
+    /// at start).
+    pub connections: crate::config::ConnectionLimits,
     /// Counted for the whole life of the server, across reloads.
     pub metrics: Arc<crate::metrics::Metrics>,
 }
@@ -75,6 +79,7 @@ pub(crate) struct PublicListener {
 /// A started server: modules loaded, listeners bound, not yet serving.
 pub struct Server {
     listeners: Vec<listener::Bound>,
+    cap: connections::ConnectionCap,
     state: Arc<ArcSwap<ServerState>>,
     reloader: reload::Reloader,
     reload_requests: (mpsc::Sender<()>, mpsc::Receiver<()>),
@@ -85,6 +90,17 @@ impl Server {
         for warning in &config.warnings {
             tracing::warn!("Configuration warning: {warning}");
         }
+        let descriptors = connections::raise_descriptor_limit();
+        let cap = connections::ConnectionCap::new(connections::max_connections(
+            &config.connections,
+            descriptors,
+            config.limits.pool_size,
+        ));
+        tracing::info!(
+            "accepting up to {} connections (open file limit {})",
+            cap.limit(),
+            descriptors.map_or_else(|| "unknown".to_string(), |d| d.to_string())
+        );
         let mut loader = reload::ModuleLoader::new(config)?;
         let (loaded, versions) = loader.load_all(config).await?;
 
@@ -106,7 +122,7 @@ impl Server {
         let shared = Arc::new(ArcSwap::from_pointee(state));
         let reloader =
             reload::Reloader::new(loader, certificates, config.clone(), versions, public, slots, Arc::clone(&shared));
-        Ok(Self { listeners, state: shared, reloader, reload_requests: mpsc::channel(4) })
+        Ok(Self { listeners, cap, state: shared, reloader, reload_requests: mpsc::channel(4) })
     }
 
     /// A handle that makes the running server re-read its config file, as
@@ -139,7 +155,8 @@ impl Server {
         // Every accept loop and connection holds a sender; when all are
         // dropped, `recv` returns and the drain is complete.
         let (alive, mut all_done) = mpsc::channel::<()>(1);
-        let mut loops = listener::AcceptLoops::new(Arc::clone(&self.state), stopped.clone(), alive.clone());
+        let mut loops =
+            listener::AcceptLoops::new(Arc::clone(&self.state), stopped.clone(), alive.clone(), self.cap.clone());
         for bound in self.listeners {
             loops.start(bound);
         }
@@ -243,6 +260,7 @@ fn build_state(
         errors_detailed: config.errors_detailed,
         proxies: TrustedProxies::new(config.trusted_proxies.clone()),
         max_content_size: config.max_content_size,
+        connections: config.connections.clone(),
         metrics: Arc::clone(metrics),
     }
 }

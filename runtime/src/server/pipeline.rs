@@ -20,6 +20,10 @@ use crate::routing::{RequestPath, Route, request_path};
 use crate::vhost::HostLookup;
 use crate::wasm::{Invocation, ModuleBody, RequestFacts, SandboxLimits, WasmError};
 
+/// Longer method names are refused (501): the longest registered method
+/// (`UPDATEREDIRECTREF`) has 17 letters.
+const MAX_METHOD_LENGTH: usize = 32;
+
 /// What the server knows about the connection a request came in on.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectionInfo {
@@ -29,18 +33,33 @@ pub struct ConnectionInfo {
 
 /// Why a request was not answered by a module; each maps to one status.
 enum Refusal {
+    /// `CONNECT`: canto is no tunnel, and a 200 would read as one.
+    Connect,
+    /// A method name longer than any real one.
+    UnknownMethod,
     MissingHost,
     SeveralHosts,
     UnknownHost(String),
     InvalidPath,
     NotMounted,
     BodyTooLarge(u64),
+    /// No module slot came free within `http_module_queue_timeout`.
+    Busy,
     Module(WasmError),
 }
 
 impl Refusal {
     fn response(&self, detailed: bool) -> Response<ModuleBody> {
         match self {
+            Refusal::Connect => {
+                let mut response = error_page(StatusCode::METHOD_NOT_ALLOWED, Some("CONNECT is not served here"));
+                response.headers_mut().insert(
+                    http::header::ALLOW,
+                    http::HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"),
+                );
+                response
+            }
+            Refusal::UnknownMethod => error_page(StatusCode::NOT_IMPLEMENTED, Some("Unknown method")),
             Refusal::MissingHost => error_page(StatusCode::BAD_REQUEST, Some("Missing or invalid 'Host' header")),
             Refusal::SeveralHosts => error_page(StatusCode::BAD_REQUEST, Some("More than one 'Host' header")),
             Refusal::UnknownHost(host) => error_page(StatusCode::NOT_FOUND, Some(&format!("Unknown host: {host}"))),
@@ -48,6 +67,11 @@ impl Refusal {
             Refusal::NotMounted => error_page(StatusCode::NOT_FOUND, None),
             Refusal::BodyTooLarge(limit) => {
                 error_page(StatusCode::PAYLOAD_TOO_LARGE, Some(&format!("Request bodies are limited to {limit} bytes")))
+            }
+            Refusal::Busy => {
+                let mut response = error_page(StatusCode::SERVICE_UNAVAILABLE, Some("Too busy; try again shortly"));
+                response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+                response
             }
             Refusal::Module(WasmError::Timeout { .. }) => error_page(StatusCode::GATEWAY_TIMEOUT, None),
             // The cause is logged; only an operator who asked for
@@ -73,16 +97,14 @@ pub async fn handle(
     connection: &ConnectionInfo,
     request: Request<Incoming>,
 ) -> Response<ModuleBody> {
-    let started = Instant::now();
     let version = request.version();
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let mut reached = Reached::default();
+    let mut entry = AccessEntry::new(state, connection, &request);
 
-    let response = match dispatch(state, connection, request, &mut reached).await {
+    let response = match dispatch(state, connection, request, &mut entry.reached).await {
         Ok(response) => response,
         Err(refusal) => {
             let response = refusal.response(state.errors_detailed);
+            let reached = &entry.reached;
             if let Refusal::Module(error) = &refusal {
                 if let WasmError::Failed { cause, .. } = error {
                     tracing::debug!("{cause:?}");
@@ -99,23 +121,77 @@ pub async fn handle(
     };
 
     let response = frame_for_http10(version, response);
-    let took = started.elapsed();
-    state.metrics.request(
-        reached.host.as_deref().unwrap_or("-"),
-        reached.module.as_deref().unwrap_or("-"),
-        response.status().as_u16(),
-        took,
-    );
-    tracing::info!(
-        target: "canto::access",
-        client = %reached.client.unwrap_or(connection.peer.ip()),
-        host = %reached.host.as_deref().unwrap_or("-"),
-        module = %reached.module.as_deref().unwrap_or("-"),
-        status = response.status().as_u16(),
-        duration_ms = format_args!("{:.2}", took.as_secs_f64() * 1000.0),
-        "{method} {path}"
-    );
+    entry.answered(response.status().as_u16());
     response
+}
+
+/// A request's line in the access log, and its count in the metrics:
+/// written when it is answered, or, if the client goes away first (which
+/// drops the request's future), when it is dropped, as status 499 (nginx's
+/// "client closed request").
+struct AccessEntry<'a> {
+    state: &'a ServerState,
+    peer: std::net::IpAddr,
+    started: Instant,
+    method: String,
+    path: String,
+    reached: Reached,
+    logged: bool,
+}
+
+/// The status logged for a request whose client left before its answer.
+const CLIENT_GONE: u16 = 499;
+
+impl<'a> AccessEntry<'a> {
+    fn new<B>(state: &'a ServerState, connection: &ConnectionInfo, request: &Request<B>) -> Self {
+        let method = request.method().as_str();
+        // Only so much of a client's method name reaches the log.
+        let method = match method.get(..MAX_METHOD_LENGTH) {
+            Some(cut) if method.len() > MAX_METHOD_LENGTH => format!("{cut}…"),
+            _ => method.to_string(),
+        };
+        Self {
+            state,
+            peer: connection.peer.ip(),
+            started: Instant::now(),
+            method,
+            path: request.uri().path().to_owned(),
+            reached: Reached::default(),
+            logged: false,
+        }
+    }
+
+    fn answered(&mut self, status: u16) {
+        self.write(status);
+    }
+
+    fn write(&mut self, status: u16) {
+        self.logged = true;
+        let took = self.started.elapsed();
+        let (host, module) =
+            (self.reached.host.as_deref().unwrap_or("-"), self.reached.module.as_deref().unwrap_or("-"));
+        self.state.metrics.request(host, module, status, took);
+        let ended = if status == CLIENT_GONE { " (the client closed the connection before the answer)" } else { "" };
+        tracing::info!(
+            target: "canto::access",
+            client = %self.reached.client.unwrap_or(self.peer),
+            host = %host,
+            module = %module,
+            status,
+            duration_ms = format_args!("{:.2}", took.as_secs_f64() * 1000.0),
+            "{} {}{ended}",
+            self.method,
+            self.path
+        );
+    }
+}
+
+impl Drop for AccessEntry<'_> {
+    fn drop(&mut self) {
+        if !self.logged {
+            self.write(CLIENT_GONE);
+        }
+    }
 }
 
 async fn dispatch(
@@ -124,6 +200,12 @@ async fn dispatch(
     mut request: Request<Incoming>,
     reached: &mut Reached,
 ) -> Result<Response<ModuleBody>, Refusal> {
+    if request.method() == http::Method::CONNECT {
+        return Err(Refusal::Connect);
+    }
+    if request.method().as_str().len() > MAX_METHOD_LENGTH {
+        return Err(Refusal::UnknownMethod);
+    }
     let site = match state.hosts.lookup(&request) {
         HostLookup::Found(site) => site,
         HostLookup::Unknown(host) => return Err(Refusal::UnknownHost(host)),
@@ -192,9 +274,25 @@ async fn dispatch(
 
     // The module's own share first, so a hot module queues on itself
     // rather than taking the server-wide pool from everyone else.
+    // Waiting is bounded: slow clients holding every slot must not leave
+    // the next request hanging with no answer.
     let closed = || Refusal::Module(WasmError::NoResponse { module: mount.module.name.clone() });
-    let module_permit = Arc::clone(&mount.module.concurrency).acquire_owned().await.map_err(|_| closed())?;
-    let pool_permit = Arc::clone(&state.instances).acquire_owned().await.map_err(|_| closed())?;
+    let queue = state.limits.queue_timeout;
+    let slots = async {
+        let module_permit = Arc::clone(&mount.module.concurrency).acquire_owned().await.map_err(|_| closed())?;
+        let pool_permit = Arc::clone(&state.instances).acquire_owned().await.map_err(|_| closed())?;
+        Ok::<_, Refusal>((module_permit, pool_permit))
+    };
+    let Ok(slots) = tokio::time::timeout(queue, slots).await else {
+        state.metrics.module_busy(&mount.module.name);
+        tracing::warn!(
+            host = %mount.host,
+            module = %mount.module.name,
+            "no free slot after {queue:?} (http_module_max_concurrency / http_module_pool_size); answered 503"
+        );
+        return Err(Refusal::Busy);
+    };
+    let (module_permit, pool_permit) = slots?;
     let (request, overflowed) = limit_request_body(request, limit);
     let invocation = Invocation {
         module: Arc::clone(&mount.module),

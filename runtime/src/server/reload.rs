@@ -83,6 +83,9 @@ impl ModuleLoader {
                 let hash = content_hash(&bytes);
                 let cache_key = (enabled.name.clone(), enabled.source.clone(), hash);
                 let module = match self.cache.get(&cache_key) {
+                    Some(module) if module.concurrency_limit != config.limits.max_concurrency => {
+                        Arc::new(module.with_concurrency(config.limits.max_concurrency))
+                    }
                     Some(module) => Arc::clone(module),
                     None => {
                         let module =

@@ -38,6 +38,8 @@ pub struct LoadedModule {
     pub(super) proxy: ProxyPre<InstanceState>,
     /// One permit per request this module may run at once.
     pub concurrency: Arc<tokio::sync::Semaphore>,
+    /// The permits `concurrency` was made with (`http_module_max_concurrency`).
+    pub concurrency_limit: u32,
 }
 
 impl std::fmt::Debug for LoadedModule {
@@ -89,7 +91,20 @@ impl LoadedModule {
             None => ModuleMetadata::default(),
         };
         let concurrency = Arc::new(tokio::sync::Semaphore::new(limits.max_concurrency as usize));
-        Ok(Self { name: module, metadata, proxy, concurrency })
+        Ok(Self { name: module, metadata, proxy, concurrency, concurrency_limit: limits.max_concurrency })
+    }
+
+    /// The same compiled module with a fresh share of `limit` concurrent
+    /// requests, for a reload that changed `http_module_max_concurrency`.
+    /// Requests already running keep the old share until they finish.
+    pub fn with_concurrency(&self, limit: u32) -> Self {
+        Self {
+            name: Arc::clone(&self.name),
+            metadata: self.metadata.clone(),
+            proxy: self.proxy.clone(),
+            concurrency: Arc::new(tokio::sync::Semaphore::new(limit as usize)),
+            concurrency_limit: limit,
+        }
     }
 }
 
