@@ -167,9 +167,13 @@ impl PidFile {
                 return Ok(Self(None));
             }
         };
-        if let Err(error) = rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
-            let running = std::fs::read_to_string(path).unwrap_or_default();
-            anyhow::bail!("another canto (pid {}) is running with pidfile {}: {error}", running.trim(), path.display());
+        match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                let running = std::fs::read_to_string(path).unwrap_or_default();
+                anyhow::bail!("another canto (pid {}) is running with pidfile {}", running.trim(), path.display());
+            }
+            Err(error) => anyhow::bail!("cannot lock pidfile {}: {error}", path.display()),
         }
         file.set_len(0)
             .and_then(|()| writeln!(file, "{}", std::process::id()))

@@ -104,7 +104,7 @@ pub fn read_str(path: &Path, text: &str, env: EnvLookup<'_>) -> Result<RawConfig
 }
 
 /// Stack for reading a config: ample for [`text::MAX_NESTING`] and
-/// [`text::MAX_CONCATENATIONS`] levels (reserved, not committed, memory).
+/// [`text::MAX_OPERATORS`] levels (reserved, not committed, memory).
 const PARSER_STACK_BYTES: usize = 64 << 20;
 
 /// How deep `Include` may nest before we call it a loop.

@@ -16,9 +16,9 @@ use super::source::Location;
 pub const MAX_FILE_BYTES: u64 = 4 << 20;
 /// Deepest nesting of `{`, `(` and `[` in one file.
 pub const MAX_NESTING: usize = 100;
-/// Most `..` operators in one file; each link of a chain is a level of the
-/// parser's recursion.
-pub const MAX_CONCATENATIONS: usize = 1000;
+/// Most operators the parser recurses on (`..`, `^`, `not`, unary `-`,
+/// `#`, `~`) in one file; each link of a chain is a level of its recursion.
+pub const MAX_OPERATORS: usize = 1000;
 
 /// A config file's text, and a warning when it was not all UTF-8.
 #[derive(Debug)]
@@ -62,47 +62,68 @@ fn decode(path: &Path, bytes: Vec<u8>) -> ConfigText {
     }
 }
 
-/// Refuses text nested deeper than [`MAX_NESTING`] or with more than
-/// [`MAX_CONCATENATIONS`] `..`, at the place where the limit is passed.
-/// A lexical scan: strings and comments are skipped, so brackets inside
-/// them do not count.
+/// Refuses text nested deeper than [`MAX_NESTING`] (brackets, and blocks:
+/// `do`, `if`, `function`, `repeat` against `end`, `until`) or with more
+/// than [`MAX_OPERATORS`] operators the parser recurses on, at the place
+/// where the limit is passed. A lexical scan: strings and comments are
+/// skipped, so what they hold does not count.
 pub fn check_bounds(file: &Arc<Path>, text: &str) -> Result<(), ConfigError> {
     let mut scan = Scan { chars: text.chars().collect(), at: 0, line: 1, column: 1 };
-    let (mut depth, mut concatenations) = (0usize, 0usize);
+    let (mut depth, mut operators) = (0usize, 0usize);
+    let too_deep = format!("tables, brackets and blocks nested more than {MAX_NESTING} deep");
+    let too_many = format!("more than {MAX_OPERATORS} operators (`..`, `^`, `not`, `-`, `#`, `~`) in one file");
     while let Some(c) = scan.peek(0) {
-        match c {
+        let (opens, operator, width) = match c {
             '-' if scan.peek(1) == Some('-') => {
                 scan.advance(2);
                 match scan.long_bracket_level() {
                     Some(level) => scan.skip_long_bracket(level),
                     None => scan.skip_line(),
                 }
+                continue;
             }
-            '"' | '\'' => scan.skip_quoted(c),
+            '"' | '\'' => {
+                scan.skip_quoted(c);
+                continue;
+            }
             '[' if scan.long_bracket_level().is_some() => {
                 let level = scan.long_bracket_level().unwrap_or_default();
                 scan.skip_long_bracket(level);
+                continue;
             }
-            '{' | '(' | '[' => {
+            '{' | '(' | '[' => (Some(true), false, 1),
+            '}' | ')' | ']' => (Some(false), false, 1),
+            '.' if scan.peek(1) == Some('.') => (None, scan.peek(2) != Some('.'), 2),
+            '^' | '-' | '#' | '~' => (None, true, 1),
+            c if c.is_alphabetic() || c == '_' => {
+                let word = scan.word();
+                let width = word.chars().count();
+                match word.as_str() {
+                    "do" | "if" | "function" | "repeat" => (Some(true), false, width),
+                    "end" | "until" => (Some(false), false, width),
+                    "not" => (None, true, width),
+                    _ => (None, false, width),
+                }
+            }
+            _ => (None, false, 1),
+        };
+        match opens {
+            Some(true) => {
                 depth += 1;
                 if depth > MAX_NESTING {
-                    return Err(scan.error(file, &format!("tables and brackets nested more than {MAX_NESTING} deep")));
+                    return Err(scan.error(file, &too_deep));
                 }
-                scan.advance(1);
             }
-            '}' | ')' | ']' => {
-                depth = depth.saturating_sub(1);
-                scan.advance(1);
-            }
-            '.' if scan.peek(1) == Some('.') && scan.peek(2) != Some('.') => {
-                concatenations += 1;
-                if concatenations > MAX_CONCATENATIONS {
-                    return Err(scan.error(file, &format!("more than {MAX_CONCATENATIONS} `..` in one file")));
-                }
-                scan.advance(2);
-            }
-            _ => scan.advance(1),
+            Some(false) => depth = depth.saturating_sub(1),
+            None => {}
         }
+        if operator {
+            operators += 1;
+            if operators > MAX_OPERATORS {
+                return Err(scan.error(file, &too_many));
+            }
+        }
+        scan.advance(width);
     }
     Ok(())
 }
@@ -161,6 +182,11 @@ impl Scan {
         }
     }
 
+    /// The identifier or keyword starting here.
+    fn word(&self) -> String {
+        self.chars[self.at..].iter().take_while(|c| c.is_alphanumeric() || **c == '_').collect()
+    }
+
     fn skip_line(&mut self) {
         while let Some(c) = self.peek(0) {
             if c == '\n' {
@@ -194,10 +220,25 @@ mod tests {
     #[test]
     fn deep_nesting_and_long_chains_are_located_errors() {
         let deep = format!("x = {}1{}", "{".repeat(300), "}".repeat(300));
-        assert_eq!(check(&deep), Err("t.lua:1:105: tables and brackets nested more than 100 deep".into()));
-        let chain = format!("x = \"a\"{}", " .. \"a\"".repeat(2000));
-        assert!(check(&chain).unwrap_err().starts_with("t.lua:1:"), "{chain:.20}");
-        let fine = format!("x = {}1{}\ny = \"a\"{}", "{".repeat(50), "}".repeat(50), " .. 'b'".repeat(500));
+        assert_eq!(check(&deep), Err("t.lua:1:105: tables, brackets and blocks nested more than 100 deep".into()));
+        let blocks = format!("{}x = 1{}", "do ".repeat(150), " end".repeat(150));
+        assert!(check(&blocks).unwrap_err().contains("nested more than 100 deep"));
+        let functions = format!("x = {} 1 {}", "function() return ".repeat(150), " end".repeat(150));
+        assert!(check(&functions).unwrap_err().contains("nested more than 100 deep"));
+        for chain in [
+            format!("x = \"a\"{}", " .. \"a\"".repeat(2000)),
+            format!("x = {}true", "not ".repeat(2000)),
+            format!("x = {}1", "- ".repeat(2000)),
+            format!("x = 2{}", " ^ 2".repeat(2000)),
+        ] {
+            assert!(check(&chain).unwrap_err().contains("more than 1000 operators"), "{chain:.20}");
+        }
+        let fine = format!(
+            "x = {}1{}\ny = \"a\"{}\nnotice = -1\nandroid = {{ ['not'] = \"not\" }}\n",
+            "{".repeat(50),
+            "}".repeat(50),
+            " .. 'b'".repeat(500)
+        );
         assert_eq!(check(&fine), Ok(()));
     }
 

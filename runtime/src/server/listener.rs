@@ -141,7 +141,7 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Accepts until shutdown, or until this listener is `closed` by a
-/// reload; `tls` makes this an https listener. A connection is accepted
+/// reload; `tls` makes this an https listener. A connection is served
 /// only with a permit from `cap`: at the cap, accepting pauses (clients
 /// wait in the kernel's backlog) rather than failing.
 async fn accept_loop(
@@ -154,16 +154,18 @@ async fn accept_loop(
     cap: ConnectionCap,
 ) {
     loop {
-        let metrics = Arc::clone(&state.load().metrics);
-        let permit = tokio::select! {
-            permit = cap.admit(|| metrics.connection_limit_reached()) => permit,
-            _ = stopping(&mut stop) => break,
-            _ = stopping(&mut closed) => break,
-        };
-        let Some(permit) = permit else { break };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // At the cap, this connection waits for a place and the
+                    // loop accepts nothing more: the rest wait in the backlog.
+                    let metrics = Arc::clone(&state.load().metrics);
+                    let permit = tokio::select! {
+                        permit = cap.admit(|| metrics.connection_limit_reached()) => permit,
+                        _ = stopping(&mut stop) => break,
+                        _ = stopping(&mut closed) => break,
+                    };
+                    let Some(permit) = permit else { break };
                     let _ = stream.set_nodelay(true);
                     let (state, stop, alive) = (Arc::clone(&state), stop.clone(), alive.clone());
                     let activity = Activity::new();
@@ -247,8 +249,11 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         .http1()
         .keep_alive(true)
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        // hyper restarts this timer whenever it waits for a head, between
+        // keep-alive requests too: never shorter than the idle timeout.
+        .header_read_timeout(HEADER_READ_TIMEOUT.max(limits.idle_timeout))
         .max_buf_size(limits.max_header_bytes as usize);
+    builder.http2().max_header_list_size(limits.max_header_bytes);
     let serving = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(serving);
     let result = tokio::select! {
