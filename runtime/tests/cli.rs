@@ -41,6 +41,24 @@ impl Drop for Running {
     }
 }
 
+/// Starts the server on `config` and waits until it listens; returns it
+/// and its first http address. Its log is drained from then on, so the
+/// server never blocks on a full pipe.
+fn serving(config: &std::path::Path) -> (Running, String) {
+    let mut child = Running::spawn(canto().arg("--config").arg(config).stderr(Stdio::piped()));
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "server exited early");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    (child, addr)
+}
+
 fn config_file(text: &str) -> tempfile::NamedTempFile {
     let mut file = tempfile::Builder::new().suffix(".cfg.lua").tempfile().unwrap();
     file.write_all(text.as_bytes()).unwrap();
@@ -226,13 +244,7 @@ fn the_pidfile_is_locked_so_stale_ones_are_never_signalled() {
     std::thread::sleep(Duration::from_millis(200));
     assert!(bystander.try_wait().unwrap().is_none(), "the unrelated process was signalled");
 
-    let mut first = Running::spawn(canto().arg("--config").arg(config.path()).stderr(Stdio::piped()));
-    let mut stderr = BufReader::new(first.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("listening on") {
-        line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "server exited early");
-    }
+    let (first, _) = serving(config.path());
     assert_eq!(std::fs::read_to_string(&pidfile).unwrap().trim(), first.id().to_string());
     let second = canto().arg("--config").arg(config.path()).output().unwrap();
     let stderr = String::from_utf8_lossy(&second.stderr);
@@ -270,18 +282,7 @@ fn memory_settles_under_hostile_requests() {
         "http_ports = {{ 0 }}\nhttp_interfaces = {{ \"127.0.0.1\" }}\nplugin_paths = {{ {:?} }}\nhttp_module_memory_limit = 16777216\nVirtualHost \"h.test\"\nmodules_enabled = {{ \"http_trap\", \"http_membomb\" }}\n",
         plugins.path().display().to_string()
     ));
-    let mut child = Running::spawn(canto().arg("--config").arg(config.path()).stderr(Stdio::piped()));
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "server exited early");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.trim().to_string();
-        }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let (mut child, addr) = serving(config.path());
     let paths = ["/trap/panic", "/membomb/", "/trap/silent", "/trap/ok"];
     // Freed instance memory is returned in batches, so RSS is a sawtooth
     // whose peaks depend on when it is sampled; a leak raises the troughs.
@@ -334,17 +335,7 @@ fn idle_and_unfinished_connections_neither_stall_nor_bloat_the_server() {
     let config = config_file(
         "http_ports = { 0 }\nhttp_interfaces = { \"127.0.0.1\" }\nhttps_ports = {}\nhttp_first_byte_timeout = 120\nhttp_idle_timeout = 120\nVirtualHost \"h.test\"\nmodules_enabled = { \"http_hello\" }\n",
     );
-    let mut child = Running::spawn(canto().arg("--config").arg(config.path()).stderr(Stdio::piped()));
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "server exited early");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let (child, addr) = serving(config.path());
     let hello_latencies = |count: usize| {
         let mut took: Vec<Duration> = (0..count)
             .map(|_| {

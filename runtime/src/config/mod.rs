@@ -419,14 +419,8 @@ impl Config {
         let limits = ModuleLimits {
             memory_bytes: positive_integer(global.get("http_module_memory_limit"), "http_module_memory_limit")?
                 .unwrap_or(DEFAULT_MEMORY_LIMIT),
-            timeout: std::time::Duration::from_secs(
-                positive_integer(global.get("http_module_timeout"), "http_module_timeout")?
-                    .unwrap_or(DEFAULT_MODULE_TIMEOUT_SECS),
-            ),
-            wall_timeout: std::time::Duration::from_secs(
-                positive_integer(global.get("http_module_wall_timeout"), "http_module_wall_timeout")?
-                    .unwrap_or(DEFAULT_WALL_TIMEOUT_SECS),
-            ),
+            timeout: typed::seconds(&global, "http_module_timeout", DEFAULT_MODULE_TIMEOUT_SECS)?,
+            wall_timeout: typed::seconds(&global, "http_module_wall_timeout", DEFAULT_WALL_TIMEOUT_SECS)?,
             pool_size: match global.get("http_module_pool_size") {
                 Some(value) => typed::positive_u32(value, "http_module_pool_size")?,
                 None => DEFAULT_POOL_SIZE,
@@ -449,24 +443,15 @@ impl Config {
                 Some(value) => InstanceReuse::parse(value)?,
                 None => InstanceReuse::default(),
             },
-            queue_timeout: std::time::Duration::from_secs(
-                positive_integer(global.get("http_module_queue_timeout"), "http_module_queue_timeout")?
-                    .unwrap_or(DEFAULT_QUEUE_TIMEOUT_SECS),
-            ),
+            queue_timeout: typed::seconds(&global, "http_module_queue_timeout", DEFAULT_QUEUE_TIMEOUT_SECS)?,
         };
         let connections = ConnectionLimits {
             max_connections: match global.get("http_max_connections") {
                 Some(value) => Some(typed::positive_u32(value, "http_max_connections")?),
                 None => None,
             },
-            first_byte_timeout: std::time::Duration::from_secs(
-                positive_integer(global.get("http_first_byte_timeout"), "http_first_byte_timeout")?
-                    .unwrap_or(DEFAULT_FIRST_BYTE_TIMEOUT_SECS),
-            ),
-            idle_timeout: std::time::Duration::from_secs(
-                positive_integer(global.get("http_idle_timeout"), "http_idle_timeout")?
-                    .unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS),
-            ),
+            first_byte_timeout: typed::seconds(&global, "http_first_byte_timeout", DEFAULT_FIRST_BYTE_TIMEOUT_SECS)?,
+            idle_timeout: typed::seconds(&global, "http_idle_timeout", DEFAULT_IDLE_TIMEOUT_SECS)?,
             max_header_bytes: match global.get("http_max_header_size") {
                 Some(value) => typed::positive_u32(value, "http_max_header_size")?.max(MIN_HEADER_BYTES),
                 None => DEFAULT_MAX_HEADER_BYTES_IN,

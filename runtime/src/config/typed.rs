@@ -118,6 +118,11 @@ pub(super) fn positive_integer(value: Option<&Spanned>, option: &str) -> Result<
     }
 }
 
+/// A global option in whole seconds, at least 1; `default` when unset.
+pub(super) fn seconds(options: &Options, option: &str, default: u64) -> Result<std::time::Duration, ConfigError> {
+    Ok(std::time::Duration::from_secs(positive_integer(options.get(option), option)?.unwrap_or(default)))
+}
+
 /// A whole number of at least zero (sizes, ages).
 pub(super) fn non_negative(value: &Spanned, option: &str) -> Result<u64, ConfigError> {
     match &value.value {

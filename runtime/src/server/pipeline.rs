@@ -121,7 +121,7 @@ pub async fn handle(
     };
 
     let response = frame_for_http10(version, response);
-    entry.answered(response.status().as_u16());
+    entry.write(response.status().as_u16());
     response
 }
 
@@ -159,10 +159,6 @@ impl<'a> AccessEntry<'a> {
             reached: Reached::default(),
             logged: false,
         }
-    }
-
-    fn answered(&mut self, status: u16) {
-        self.write(status);
     }
 
     fn write(&mut self, status: u16) {
@@ -337,6 +333,9 @@ async fn dispatch(
 /// sent. Returns the path and query as the client sent them.
 fn give_module_routed_path<B>(request: &mut Request<B>, path: &RequestPath) -> Result<Arc<str>, Refusal> {
     let raw: Arc<str> = request.uri().path_and_query().map_or("/", |p| p.as_str()).into();
+    if request.uri().path() == path.encoded {
+        return Ok(raw); // the usual case: nothing to rewrite
+    }
     let routed = match request.uri().query() {
         Some(query) => format!("{}?{query}", path.encoded),
         None => path.encoded.clone(),
