@@ -44,6 +44,7 @@ fn mount(module: &str) -> Arc<MountIdentity> {
         options: Default::default(),
         grants: Default::default(),
         metrics: None,
+        websockets: None,
     })
 }
 

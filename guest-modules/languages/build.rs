@@ -22,6 +22,9 @@ const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 const MODULES: &[(&str, &str, &str)] =
     &[("whoami", "canto:http/module", "whoami"), ("options", "canto:http/module-with-metadata", "options")];
 
+/// Modules built in Python only: (module stem, world, source directory).
+const PYTHON_ONLY: &[(&str, &str, &str)] = &[("ws_echo", "canto:http/websocket-module", "ws_echo")];
+
 type Built = Result<Vec<(String, PathBuf)>, String>;
 
 fn main() {
@@ -108,7 +111,7 @@ fn build_python(sources: &Path, wit: &Path, work: &Path, out: &Path) -> Built {
         run(Command::new(venv.join("bin").join("pip")).args(["install", "-q", COMPONENTIZE_PY]))?;
     }
     let mut built = Vec::new();
-    for (stem, world, dir) in MODULES {
+    for (stem, world, dir) in MODULES.iter().chain(PYTHON_ONLY) {
         let name = format!("http_{stem}_py");
         let path = out.join(format!("{name}.wasm"));
         // componentize-py's embedded Python writes __pycache__ beside the

@@ -88,6 +88,12 @@ pub fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
 }
 
 impl CorsPolicy {
+    /// Whether a request from `origin` is allowed (a WebSocket upgrade
+    /// from another origin is refused with 403).
+    pub fn allows_origin(&self, origin: &HeaderValue) -> bool {
+        self.origins.as_ref().is_none_or(|allowed| origin.to_str().is_ok_and(|o| allowed.iter().any(|a| a == o)))
+    }
+
     /// Adds the CORS headers for a request from `origin` to `response`.
     /// A disallowed (or, with an origin list, missing) origin gets none.
     pub fn apply(&self, origin: Option<&HeaderValue>, response: &mut HeaderMap) {

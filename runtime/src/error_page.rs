@@ -13,7 +13,7 @@ use crate::wasm::ModuleBody;
 pub fn error_page(status: StatusCode, detail: Option<&str>) -> Response<ModuleBody> {
     let reason = status.canonical_reason().unwrap_or("Error");
     let code = status.as_u16();
-    let detail = detail.map(|d| format!("<p>{}</p>\n", escape_html(d))).unwrap_or_default();
+    let detail = detail.map(|d| format!("<p>{}</p>\n", html_escape::encode_quoted_attribute(d))).unwrap_or_default();
     let html = format!(
         "<!DOCTYPE html>\n<html>\n<head><meta charset=\"utf-8\"><title>{code} {reason}</title></head>\n<body>\n<h1>{code} {reason}</h1>\n{detail}<hr><p>canto</p>\n</body>\n</html>\n"
     );
@@ -44,21 +44,6 @@ pub fn redirect(location: &str) -> Response<ModuleBody> {
 /// A body the server produced in full, as the same type modules stream.
 pub fn full_body(bytes: Bytes) -> ModuleBody {
     Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
-}
-
-pub fn escape_html(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            _ => escaped.push(c),
-        }
-    }
-    escaped
 }
 
 #[cfg(test)]

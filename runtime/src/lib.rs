@@ -17,12 +17,16 @@
 //! - [`metrics`]: the server's own counters, for the openmetrics module.
 //! - [`error_page`]: every response the server itself decides.
 //! - [`body_limit`]: request and response bodies with a byte cap.
+//! - [`body_pace`]: the minimum rate a client must keep up while a body waits on it.
 //! - [`builtin`]: the demo modules compiled into the binary.
+//! - [`check`]: the `canto check config` and `canto check certs` reports.
 //! - [`telemetry`]: log output.
 #![forbid(unsafe_code)]
 
 pub mod body_limit;
+pub mod body_pace;
 pub mod builtin;
+pub mod check;
 pub mod config;
 pub mod cors;
 pub mod error_page;

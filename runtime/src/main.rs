@@ -1,7 +1,7 @@
 //! The `canto` binary: parse arguments, load the config, start the server,
 //! serve until SIGINT/SIGTERM.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -67,51 +67,11 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
-    if let Some(Command::Reload) = args.command {
-        return match signal_reload(&config) {
-            Ok(pid) => {
-                println!("asked canto (pid {pid}) to reload {}", config.origin);
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                println!("error: {error:#}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    if let Some(Command::Check { what: CheckWhat::Certs }) = args.command {
-        let mut ports: Vec<u16> = config.https_listeners.iter().map(|addr| addr.port()).collect();
-        ports.sort_unstable();
-        ports.dedup();
-        let (report, problems) = canto::tls::describe(&config.tls, &ports);
-        print!("{report}");
-        return if problems == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE };
-    }
-    if let Some(Command::Check { what: CheckWhat::Config }) = args.command {
-        return match check(&config) {
-            Ok(report) => {
-                for warning in &report.warnings {
-                    println!("warning: {warning}");
-                }
-                print!("{}", report.summary);
-                println!("config OK");
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                for warning in &config.warnings {
-                    println!("warning: {warning}");
-                }
-                println!("error: {error:#}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    match serve(config) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("canto: {error:#}");
-            ExitCode::FAILURE
-        }
+    match args.command {
+        None => run(config),
+        Some(Command::Reload) => reload(&config),
+        Some(Command::Check { what: CheckWhat::Certs }) => check_certs(&config),
+        Some(Command::Check { what: CheckWhat::Config }) => check_config(&config),
     }
 }
 
@@ -156,25 +116,33 @@ impl PidFile {
         use rustix::fs::FlockOperation;
         use std::io::Write as _;
         let Some(path) = path else { return Ok(Self(None)) };
-        let opened = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path);
-        let mut file = match opened {
-            Ok(file) => file,
-            Err(error) => {
-                tracing::warn!(
-                    "cannot write pidfile {}: {error}; `canto reload` will not find this server",
-                    path.display()
-                );
-                return Ok(Self(None));
+        let mut file = loop {
+            let opened = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path);
+            let file = match opened {
+                Ok(file) => file,
+                Err(error) => {
+                    tracing::warn!(
+                        "cannot write pidfile {}: {error}; `canto reload` will not find this server",
+                        path.display()
+                    );
+                    return Ok(Self(None));
+                }
+            };
+            match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => {}
+                Err(rustix::io::Errno::WOULDBLOCK) => {
+                    let running = std::fs::read_to_string(path).unwrap_or_default();
+                    anyhow::bail!("another canto (pid {}) is running with pidfile {}", running.trim(), path.display());
+                }
+                Err(error) => anyhow::bail!("cannot lock pidfile {}: {error}", path.display()),
+            }
+            // A server that was exiting may have removed the file between
+            // our open and our lock: only a lock on the file still at
+            // `path` counts, else two servers would each hold one.
+            if is_same_file(&file, path) {
+                break file;
             }
         };
-        match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {}
-            Err(rustix::io::Errno::WOULDBLOCK) => {
-                let running = std::fs::read_to_string(path).unwrap_or_default();
-                anyhow::bail!("another canto (pid {}) is running with pidfile {}", running.trim(), path.display());
-            }
-            Err(error) => anyhow::bail!("cannot lock pidfile {}: {error}", path.display()),
-        }
         file.set_len(0)
             .and_then(|()| writeln!(file, "{}", std::process::id()))
             .with_context(|| format!("cannot write pidfile {}", path.display()))?;
@@ -182,17 +150,76 @@ impl PidFile {
     }
 }
 
+fn is_same_file(file: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(open), Ok(named)) => (open.dev(), open.ino()) == (named.dev(), named.ino()),
+        _ => false,
+    }
+}
+
 impl Drop for PidFile {
     fn drop(&mut self) {
+        // Removed while still locked: a server starting now either locks
+        // this file and then sees it is gone, or creates a new one.
         if let Some((path, _locked)) = &self.0 {
             let _ = std::fs::remove_file(path);
         }
     }
 }
 
-fn check(config: &Config) -> anyhow::Result<canto::server::ConfigReport> {
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    Ok(runtime.block_on(canto::server::describe(config))?)
+/// Serves until SIGINT or SIGTERM.
+fn run(config: Config) -> ExitCode {
+    match serve(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("canto: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `canto reload`: signals the running server.
+fn reload(config: &Config) -> ExitCode {
+    match signal_reload(config) {
+        Ok(pid) => {
+            println!("asked canto (pid {pid}) to reload {}", config.origin);
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            println!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_certs(config: &Config) -> ExitCode {
+    let (report, problems) = canto::check::certs(config);
+    print!("{report}");
+    if problems == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+fn check_config(config: &Config) -> ExitCode {
+    let checked = tokio::runtime::Runtime::new()
+        .context("cannot start the async runtime")
+        .and_then(|runtime| Ok(runtime.block_on(canto::check::config(config))?));
+    match checked {
+        Ok(report) => {
+            for warning in &report.warnings {
+                println!("warning: {warning}");
+            }
+            print!("{}", report.summary);
+            println!("config OK");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            for warning in &config.warnings {
+                println!("warning: {warning}");
+            }
+            println!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {

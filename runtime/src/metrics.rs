@@ -28,6 +28,11 @@ pub struct Metrics {
     limit_reached: AtomicU64,
     closed_no_first_byte: AtomicU64,
     closed_idle: AtomicU64,
+    slow_request_bodies: AtomicU64,
+    websockets_open: AtomicI64,
+    websocket_messages_in: AtomicU64,
+    websocket_messages_out: AtomicU64,
+    slow_response_bodies: AtomicU64,
     modules: Mutex<BTreeMap<String, ModuleCounts>>,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
@@ -118,6 +123,24 @@ impl Metrics {
         counter.fetch_add(1, Relaxed);
     }
 
+    /// A body cut for waiting on a client slower than `http_body_min_rate`:
+    /// an upload (`request`) or a download (`response`).
+    pub fn body_too_slow(&self, request: bool) {
+        let counter = if request { &self.slow_request_bodies } else { &self.slow_response_bodies };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// A WebSocket opened (`true`) or closed.
+    pub fn websocket_opened(&self, opened: bool) {
+        self.websockets_open.fetch_add(if opened { 1 } else { -1 }, Relaxed);
+    }
+
+    /// A WebSocket message received (`true`) or sent.
+    pub fn websocket_message(&self, received: bool) {
+        let counter = if received { &self.websocket_messages_in } else { &self.websocket_messages_out };
+        counter.fetch_add(1, Relaxed);
+    }
+
     pub fn tls_handshake(&self, succeeded: bool) {
         let counter = if succeeded { &self.tls_ok } else { &self.tls_failed };
         counter.fetch_add(1, Relaxed);
@@ -146,7 +169,8 @@ impl Metrics {
         counter.fetch_add(1, Relaxed);
     }
 
-    /// Every family, as it stands now.
+    /// Every family, as it stands now. (One long table on purpose: each
+    /// family is declared once, in the order it is exposed.)
     pub fn families(&self) -> Vec<Family> {
         let label = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let counter = |name, help, samples| Family { name, help, kind: Kind::Counter, unit: "", samples };
@@ -219,6 +243,28 @@ impl Metrics {
                 vec![
                     total(label(&[("reason", "no_first_byte")]), self.closed_no_first_byte.load(Relaxed)),
                     total(label(&[("reason", "idle")]), self.closed_idle.load(Relaxed)),
+                ],
+            ),
+            counter(
+                "canto_bodies_too_slow",
+                "Bodies cut because the client moved them slower than http_body_min_rate, by direction.",
+                vec![
+                    total(label(&[("direction", "request")]), self.slow_request_bodies.load(Relaxed)),
+                    total(label(&[("direction", "response")]), self.slow_response_bodies.load(Relaxed)),
+                ],
+            ),
+            gauge(
+                "canto_websockets_open",
+                "WebSocket connections open now.",
+                "",
+                self.websockets_open.load(Relaxed) as f64,
+            ),
+            counter(
+                "canto_websocket_messages",
+                "WebSocket messages, by direction (in: from clients).",
+                vec![
+                    total(label(&[("direction", "in")]), self.websocket_messages_in.load(Relaxed)),
+                    total(label(&[("direction", "out")]), self.websocket_messages_out.load(Relaxed)),
                 ],
             ),
             counter(

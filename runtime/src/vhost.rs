@@ -43,6 +43,11 @@ impl HostTable {
         known
     }
 
+    /// The site named `http_host`, if there is one.
+    pub fn site(&self, http_host: &str) -> Option<&Site> {
+        self.by_name.get(&normalize(http_host))
+    }
+
     pub fn lookup<B>(&self, request: &http::Request<B>) -> HostLookup<'_> {
         if request.headers().get_all(http::header::HOST).iter().nth(1).is_some() {
             return HostLookup::Several;

@@ -205,6 +205,18 @@ pub async fn wait_for_log(needles: &[&str]) -> String {
     panic!("no log line contains all of {needles:?}");
 }
 
+/// Waits until more than `seen` log lines contain every one of `needles`
+/// (a second occurrence of a line already logged), or panics.
+pub async fn wait_for_another_log(needles: &[&str], seen: usize) {
+    for _ in 0..200 {
+        if log_lines_with(needles).len() > seen {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no new log line contains all of {needles:?}");
+}
+
 /// A helper process started in a process group of its own, so that it and
 /// everything it starts (nginx's workers, Chromium's helpers, the server
 /// `cargo run` starts) stop together. Dropping it stops the group, even
@@ -278,6 +290,26 @@ async fn wait_for_port(addr: SocketAddr, attempts: u32) -> bool {
     false
 }
 
+/// Starts `command` (output discarded) in a process group of its own,
+/// stopped with SIGTERM, and waits until it listens on `addr`; if it does
+/// not, stops it and fails with the log it left at `log`.
+async fn start_listening(
+    mut command: std::process::Command,
+    what: &str,
+    addr: SocketAddr,
+    log: &std::path::Path,
+) -> ProcessGroup {
+    command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let process = ProcessGroup::spawn(command, rustix::process::Signal::TERM)
+        .unwrap_or_else(|error| panic!("cannot run {what}: {error}"));
+    if wait_for_port(addr, 200).await {
+        return process;
+    }
+    drop(process);
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    panic!("{what} did not start listening on {addr}:\n{log}");
+}
+
 /// A free loopback port, for helpers that cannot be told to pick one.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
@@ -315,16 +347,10 @@ http_interfaces = {{ "127.0.0.1" }}
         std::fs::write(&path, format!("{preamble}{config}")).expect("write prosody config");
         let mut command = std::process::Command::new("prosody");
         command.arg("--config").arg(&path).arg("-F");
-        command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
-        let process = ProcessGroup::spawn(command, rustix::process::Signal::TERM)
-            .expect("run prosody (Debian's prosody package; scripts/test installs it)");
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        if wait_for_port(addr, 200).await {
-            return ProsodyServer { addr, _process: process, _dir: dir };
-        }
-        drop(process);
-        let log = std::fs::read_to_string(dir.path().join("prosody.log")).unwrap_or_default();
-        panic!("prosody did not start listening on {addr}:\n{log}");
+        let what = "prosody (Debian's prosody package; scripts/test installs it)";
+        let process = start_listening(command, what, addr, &dir.path().join("prosody.log")).await;
+        ProsodyServer { addr, _process: process, _dir: dir }
     }
 }
 
@@ -408,19 +434,13 @@ http {{
         std::fs::write(&path, config).expect("write nginx config");
         let mut command = std::process::Command::new("nginx");
         command.arg("-c").arg(&path);
-        command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
-        // SIGTERM is nginx's fast shutdown: the master stops its workers
-        // and exits; anything left is killed with the group.
-        let process = ProcessGroup::spawn(command, rustix::process::Signal::TERM)
-            .expect("run nginx (Debian's nginx package; scripts/test installs it)");
         let http: SocketAddr = ([127, 0, 0, 1], http_port).into();
         let https: SocketAddr = ([127, 0, 0, 1], https_port).into();
-        if wait_for_port(https, 200).await {
-            return NginxProxy { http, https, _process: process, _dir: dir };
-        }
-        drop(process);
-        let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
-        panic!("nginx did not start:\n{log}");
+        // SIGTERM is nginx's fast shutdown: the master stops its workers
+        // and exits; anything left is killed with the group.
+        let what = "nginx (Debian's nginx package; scripts/test installs it)";
+        let process = start_listening(command, what, https, &dir.path().join("error.log")).await;
+        NginxProxy { http, https, _process: process, _dir: dir }
     }
 }
 

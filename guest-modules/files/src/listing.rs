@@ -2,7 +2,9 @@
 
 use std::fmt::Write;
 
-use crate::path::{html_escape, percent_encode};
+use html_escape::encode_quoted_attribute as html_escape;
+
+use crate::path::percent_encode;
 use crate::validators::http_date;
 
 /// One name in a directory.

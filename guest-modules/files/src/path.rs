@@ -104,22 +104,6 @@ pub fn percent_encode(name: &str) -> String {
     out
 }
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn html_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +159,5 @@ mod tests {
     fn escapes_names() {
         assert_eq!(percent_encode("a b?#%:é/"), "a%20b%3F%23%25%3A%C3%A9%2F");
         assert_eq!(percent_encode("A-z_0.9~"), "A-z_0.9~");
-        assert_eq!(html_escape(r#"<a href="x">&'"#), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
     }
 }

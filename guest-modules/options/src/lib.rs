@@ -19,6 +19,7 @@ impl canto_sdk::Handler for Options {
     fn handle(_request: IncomingRequest, out: ResponseOutparam) {
         let shown = |value: Option<String>| value.unwrap_or_else(|| "unset".into());
         canto_sdk::log::log(canto_sdk::log::Level::Info, "options requested");
+        println!("options requested, on stdout");
         let body = format!(
             "greeting={}\nsecret={}\n",
             shown(context::config_option("greeting")),

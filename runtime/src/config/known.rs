@@ -74,6 +74,10 @@ pub const KNOWN: &[(&str, Scope)] = &[
     ("http_first_byte_timeout", Scope::Global),
     ("http_idle_timeout", Scope::Global),
     ("http_max_header_size", Scope::Global),
+    ("http_body_min_rate", Scope::Global),
+    ("http_body_min_rate_window", Scope::Global),
+    ("websocket_frame_buffer_limit", Scope::Global),
+    ("http_websocket_max_connections", Scope::Global),
 ];
 
 /// Names in HTTP's namespaces, where an unknown name is probably a typo.

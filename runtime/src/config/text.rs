@@ -29,13 +29,16 @@ pub struct ConfigText {
 
 /// Reads `path` if it is a regular file no larger than [`MAX_FILE_BYTES`].
 pub fn read(path: &Path) -> std::io::Result<ConfigText> {
-    // Looked at before opening: opening a FIFO for reading blocks.
-    let metadata = std::fs::metadata(path)?;
-    if !metadata.is_file() {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    // Opened without blocking (a FIFO would block until a writer came), and
+    // checked through the open file, so nothing can be swapped in between.
+    let nonblocking = rustix::fs::OFlags::NONBLOCK.bits() as i32;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(nonblocking).open(path)?;
+    if !file.metadata()?.is_file() {
         return Err(std::io::Error::other("not a regular file (a directory, device or FIFO?)"));
     }
     let mut bytes = Vec::new();
-    std::fs::File::open(path)?.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(std::io::Error::other(format!("larger than {} MiB", MAX_FILE_BYTES >> 20)));
     }
@@ -271,6 +274,9 @@ mod tests {
         assert!(read(Path::new("/dev/zero")).unwrap_err().to_string().contains("not a regular file"));
         assert!(read(Path::new("/")).is_err());
         let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.lua");
+        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
+        assert!(read(&fifo).unwrap_err().to_string().contains("not a regular file"), "refused, without blocking");
         let big = dir.path().join("big.lua");
         std::fs::write(&big, vec![b'-'; (MAX_FILE_BYTES + 1) as usize]).unwrap();
         assert!(read(&big).unwrap_err().to_string().contains("larger than"));

@@ -2,11 +2,13 @@
 //! once (below the file descriptor limit, which is raised to its hard limit
 //! at start, as nginx and Prosody do), and how long one may stay silent
 //! before it is closed: before its first byte, and with no request in
-//! flight (HTTP/1.1 keep-alive, HTTP/2 without streams).
+//! flight (HTTP/1.1 keep-alive, HTTP/2 without streams); and how fast its
+//! client must take the response bodies that wait on it
+//! (`http_body_min_rate`).
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -15,6 +17,7 @@ use tokio::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::body_pace::{MinRate, PaceWindow, TooSlow};
 use crate::config::ConnectionLimits;
 
 /// File descriptors kept back from connections for everything else: the
@@ -39,7 +42,7 @@ pub fn raise_descriptor_limit() -> Option<u64> {
 /// How many connections may be open: `http_max_connections`, else what the
 /// descriptor limit leaves after the module pool (each instance may hold a
 /// granted directory open) and a reserve.
-pub fn max_connections(limits: &ConnectionLimits, descriptors: Option<u64>, pool_size: u32) -> usize {
+fn max_connections(limits: &ConnectionLimits, descriptors: Option<u64>, pool_size: u32) -> usize {
     let room = descriptors.map(|d| d.saturating_sub(u64::from(pool_size).min(d / 4) + RESERVED_DESCRIPTORS));
     match (limits.max_connections, room) {
         (Some(configured), Some(room)) if u64::from(configured) > room => {
@@ -58,35 +61,87 @@ pub fn max_connections(limits: &ConnectionLimits, descriptors: Option<u64>, pool
 #[derive(Clone)]
 pub struct ConnectionCap {
     permits: Arc<Semaphore>,
-    limit: usize,
+    limit: Arc<AtomicUsize>,
+    /// What the limit is derived from besides the config, fixed at start.
+    descriptors: Option<u64>,
+    pool_size: u32,
+    /// Places to withdraw as connections close, after the cap was lowered
+    /// below the number open.
+    owed: Arc<AtomicUsize>,
     /// Whether the cap is biting now, so it is logged once per episode.
     saturated: Arc<AtomicBool>,
 }
 
 impl ConnectionCap {
-    pub fn new(limit: usize) -> Self {
-        Self { permits: Arc::new(Semaphore::new(limit)), limit, saturated: Arc::default() }
+    pub fn new(limits: &ConnectionLimits, descriptors: Option<u64>, pool_size: u32) -> Self {
+        let limit = max_connections(limits, descriptors, pool_size);
+        Self {
+            permits: Arc::new(Semaphore::new(limit)),
+            limit: Arc::new(AtomicUsize::new(limit)),
+            descriptors,
+            pool_size,
+            owed: Arc::default(),
+            saturated: Arc::default(),
+        }
     }
 
     pub fn limit(&self) -> usize {
-        self.limit
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Applies a reloaded `http_max_connections`. Lowering it closes no
+    /// connection: places are withdrawn as connections end.
+    pub fn resize(&self, limits: &ConnectionLimits) {
+        let new = max_connections(limits, self.descriptors, self.pool_size);
+        let old = self.limit.swap(new, Ordering::Relaxed);
+        if new > old {
+            // Places still owed from a lowering are simply not taken.
+            let mut added = new - old;
+            let _ = self.owed.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |owed| {
+                let cancelled = owed.min(new - old);
+                added = new - old - cancelled;
+                Some(owed - cancelled)
+            });
+            self.permits.add_permits(added);
+        } else if new < old {
+            let owed = (old - new) - self.permits.forget_permits(old - new);
+            self.owed.fetch_add(owed, Ordering::Relaxed);
+        }
+        if new != old {
+            tracing::info!("accepting up to {new} connections (was {old})");
+        }
     }
 
     /// A permit for one more connection, waiting (not accepting) while
     /// `limit` are open; `on_saturated` runs when waiting starts.
     pub async fn admit(&self, on_saturated: impl FnOnce()) -> Option<OwnedSemaphorePermit> {
-        if let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() {
-            self.saturated.store(false, Ordering::Relaxed);
+        let mut on_saturated = Some(on_saturated);
+        loop {
+            let permit = match Arc::clone(&self.permits).try_acquire_owned() {
+                Ok(permit) => {
+                    self.saturated.store(false, Ordering::Relaxed);
+                    permit
+                }
+                Err(_) => {
+                    if !self.saturated.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            "{} connections are open (http_max_connections): not accepting more until one closes",
+                            self.limit()
+                        );
+                        if let Some(notify) = on_saturated.take() {
+                            notify();
+                        }
+                    }
+                    Arc::clone(&self.permits).acquire_owned().await.ok()?
+                }
+            };
+            // A place freed after the cap was lowered is withdrawn.
+            if self.owed.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |owed| owed.checked_sub(1)).is_ok() {
+                permit.forget();
+                continue;
+            }
             return Some(permit);
         }
-        if !self.saturated.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                "{} connections are open (http_max_connections): not accepting more until one closes",
-                self.limit
-            );
-            on_saturated();
-        }
-        Arc::clone(&self.permits).acquire_owned().await.ok()
     }
 }
 
@@ -98,6 +153,23 @@ pub struct Activity {
     last: AtomicU64,
     any_read: AtomicBool,
     in_flight: AtomicUsize,
+    /// Request heads parsed so far.
+    requests_started: AtomicU64,
+    /// Closed for going quiet, or for a request head that took too long.
+    timed_out: AtomicBool,
+    /// How fast the client takes response bodies.
+    sending: Mutex<Sending>,
+    /// Set once a request asked to become a WebSocket: the stream then
+    /// stops being HTTP, and the connection lasts until the socket ends.
+    upgrading: AtomicBool,
+    upgrade: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+}
+
+/// Response bodies waiting for the client to take what they gave hyper
+/// (hyper asks a body for more only once the client has made room).
+struct Sending {
+    window: PaceWindow,
+    waiting: usize,
 }
 
 /// Why a quiet connection was closed.
@@ -107,6 +179,9 @@ pub enum Quiet {
     NoFirstByte,
     /// No request in flight and nothing moved for `http_idle_timeout`.
     Idle,
+    /// Response bodies waited on a client that took them slower than
+    /// `http_body_min_rate`.
+    SlowClient(TooSlow),
 }
 
 impl Activity {
@@ -116,6 +191,11 @@ impl Activity {
             last: AtomicU64::new(0),
             any_read: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
+            requests_started: AtomicU64::new(0),
+            timed_out: AtomicBool::new(false),
+            sending: Mutex::new(Sending { window: PaceWindow::new(Instant::now()), waiting: 0 }),
+            upgrading: AtomicBool::new(false),
+            upgrade: Mutex::new(None),
         })
     }
 
@@ -128,11 +208,80 @@ impl Activity {
     /// the response body, once it is sent).
     pub fn request_started(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.requests_started.fetch_add(1, Ordering::Relaxed);
         self.touch();
         InFlight(Arc::clone(self))
     }
 
-    /// Resolves when the connection has been quiet past its limit.
+    pub fn requests_started(&self) -> u64 {
+        self.requests_started.load(Ordering::Relaxed)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub fn any_read(&self) -> bool {
+        self.any_read.load(Ordering::Relaxed)
+    }
+
+    /// For a request that asks for a WebSocket: drop the returned sender
+    /// when the socket ends (or is refused); until then the connection is
+    /// held open, with its place under the cap.
+    pub fn hold_for_upgrade(&self) -> tokio::sync::oneshot::Sender<()> {
+        let (held, hold) = tokio::sync::oneshot::channel();
+        self.upgrading.store(true, Ordering::Relaxed);
+        if let Ok(mut upgrade) = self.upgrade.lock() {
+            *upgrade = Some(hold);
+        }
+        held
+    }
+
+    pub fn upgrading(&self) -> bool {
+        self.upgrading.load(Ordering::Relaxed)
+    }
+
+    /// Resolves when a WebSocket this connection became has ended (at once
+    /// if there is none).
+    pub async fn upgrade_ended(&self) {
+        let hold = self.upgrade.lock().ok().and_then(|mut upgrade| upgrade.take());
+        if let Some(hold) = hold {
+            let _ = hold.await;
+        }
+    }
+
+    /// Marks the connection as closed for taking too long.
+    pub fn time_out(&self) {
+        self.timed_out.store(true, Ordering::Relaxed);
+    }
+
+    pub fn timed_out(&self) -> bool {
+        self.timed_out.load(Ordering::Relaxed)
+    }
+
+    /// A response body handed hyper `bytes`, and waits until hyper asks
+    /// for more.
+    fn body_sent(&self, bytes: u64) {
+        let now = Instant::now();
+        if let Ok(mut sending) = self.sending.lock() {
+            sending.window.moved(bytes, now);
+            sending.waiting += 1;
+            sending.window.wait(now);
+        }
+    }
+
+    /// A response body that was waiting is asked for more (or dropped).
+    fn body_resumed(&self) {
+        if let Ok(mut sending) = self.sending.lock() {
+            sending.waiting = sending.waiting.saturating_sub(1);
+            if sending.waiting == 0 {
+                sending.window.stop_waiting(Instant::now());
+            }
+        }
+    }
+
+    /// Resolves when the connection has been quiet past its limit, or its
+    /// client takes response bodies too slowly.
     pub async fn quiet(&self, limits: &ConnectionLimits) -> Quiet {
         loop {
             let (limit, reason) = if self.any_read.load(Ordering::Relaxed) {
@@ -141,15 +290,34 @@ impl Activity {
                 (limits.first_byte_timeout, Quiet::NoFirstByte)
             };
             let since = self.opened.elapsed().saturating_sub(Duration::from_millis(self.last.load(Ordering::Relaxed)));
-            if self.in_flight.load(Ordering::Relaxed) == 0 && since >= limit {
+            let in_flight = self.in_flight.load(Ordering::Relaxed);
+            if in_flight == 0 && since >= limit {
                 return reason;
             }
+            let next_judgement = match self.judge_sending(&limits.body_min_rate, in_flight > 0) {
+                Ok(next) => next,
+                Err(slow) => return Quiet::SlowClient(slow),
+            };
             // Requests in flight have their own deadlines; look again later,
             // and soon enough that the first byte's arrival (which switches
             // to the other limit) is noticed within the shorter of the two.
             let shorter = limits.first_byte_timeout.min(limits.idle_timeout);
             let wait = if since >= limit { limit } else { limit - since };
-            tokio::time::sleep(wait.min(shorter).max(Duration::from_millis(50))).await;
+            tokio::time::sleep(wait.min(shorter).min(next_judgement).max(Duration::from_millis(50))).await;
+        }
+    }
+
+    /// Judges the window of response bodies, if it is over: `Err` when the
+    /// client was too slow, else how long until the next judgement.
+    fn judge_sending(&self, rate: &MinRate, in_flight: bool) -> Result<Duration, TooSlow> {
+        let Ok(mut sending) = self.sending.lock() else { return Ok(Duration::MAX) };
+        if !rate.enabled() {
+            return Ok(Duration::MAX);
+        }
+        let now = Instant::now();
+        match sending.window.judge(rate, now) {
+            Some(slow) if in_flight => Err(slow),
+            _ => Ok(sending.window.ends(rate).saturating_duration_since(now)),
         }
     }
 }
@@ -165,19 +333,33 @@ impl Drop for InFlight {
 }
 
 /// A response body that keeps its request counted as in flight until the
-/// body has been sent (or dropped).
+/// body has been sent (or dropped), and tells the connection when it waits
+/// on the client.
 pub struct InFlightBody<B> {
     body: B,
-    _request: InFlight,
+    request: InFlight,
+    /// Gave hyper data and has not been asked for more since.
+    waiting: bool,
 }
 
 impl<B> InFlightBody<B> {
     pub fn new(body: B, request: InFlight) -> Self {
-        Self { body, _request: request }
+        Self { body, request, waiting: false }
     }
 }
 
-impl<B: http_body::Body + Unpin> http_body::Body for InFlightBody<B> {
+impl<B> Drop for InFlightBody<B> {
+    fn drop(&mut self) {
+        if self.waiting {
+            self.request.0.body_resumed();
+        }
+    }
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for InFlightBody<B>
+where
+    B::Data: bytes::Buf,
+{
     type Data = B::Data;
     type Error = B::Error;
 
@@ -185,7 +367,19 @@ impl<B: http_body::Body + Unpin> http_body::Body for InFlightBody<B> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        use bytes::Buf as _;
+        let this = &mut *self;
+        if std::mem::take(&mut this.waiting) {
+            this.request.0.body_resumed();
+        }
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            this.request.0.body_sent(data.remaining() as u64);
+            this.waiting = true;
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -265,6 +459,9 @@ mod tests {
             first_byte_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_header_bytes: 65536,
+            body_min_rate: crate::body_pace::MinRate { bytes_per_second: 500, window: Duration::from_secs(20) },
+            websocket_max_message: 1 << 19,
+            websocket_max_connections: 10_000,
         }
     }
 
@@ -274,6 +471,25 @@ mod tests {
         assert_eq!(max_connections(&limits(None), Some(1 << 20), 1000), (1 << 20) - 1000 - 128);
         assert_eq!(max_connections(&limits(Some(100)), Some(1024), 1000), 100);
         assert_eq!(max_connections(&limits(Some(5000)), Some(1024), 1000), 640);
+    }
+
+    #[tokio::test]
+    async fn a_reloaded_cap_applies_as_connections_come_and_go() {
+        let cap = ConnectionCap::new(&limits(Some(2)), Some(1 << 20), 10);
+        let admit = || tokio::time::timeout(Duration::from_millis(200), cap.admit(|| {}));
+        let first = admit().await.unwrap();
+        let second = admit().await.unwrap();
+        cap.resize(&limits(Some(1)));
+        assert_eq!(cap.limit(), 1);
+        // Lowering closes nothing; the first place to free is withdrawn.
+        drop(first);
+        assert!(admit().await.is_err(), "admitted past the lowered cap");
+        drop(second);
+        let third = admit().await.unwrap();
+        cap.resize(&limits(Some(3)));
+        let more = (admit().await.unwrap(), admit().await.unwrap());
+        assert!(admit().await.is_err(), "admitted past the raised cap");
+        drop((third, more));
     }
 
     #[tokio::test]

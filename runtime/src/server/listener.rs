@@ -14,9 +14,11 @@ use socket2::{Domain, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
+use tracing::Instrument as _;
 
-use super::ServerState;
 use super::connections::{Activity, ConnectionCap, InFlightBody, Quiet, Watched};
+use super::last_word::LastWord;
+use super::mounts::ServerState;
 use super::pipeline::{self, ConnectionInfo};
 use crate::tls::HttpsAcceptor;
 
@@ -49,6 +51,23 @@ pub fn bind_all(addrs: &[SocketAddr], tls: Option<&HttpsAcceptor>) -> Vec<Bound>
         }
     }
     bound
+}
+
+/// Binds the https listeners whose port has a certificate. A port without
+/// one stays closed with Prosody's error line; http keeps serving.
+pub fn open_https(
+    addrs: &[SocketAddr],
+    tls: &crate::config::TlsSettings,
+    certificates: &mut crate::tls::HttpsCertificates,
+) -> Vec<Bound> {
+    let mut opened = Vec::new();
+    for addr in addrs {
+        match certificates.open_port(tls, addr.port()) {
+            Ok(acceptor) => opened.extend(bind_all(std::slice::from_ref(addr), Some(&acceptor))),
+            Err(error) => tracing::error!("Error binding encrypted port for https: {error}"),
+        }
+    }
+    opened
 }
 
 /// The accept loops running now, by service and configured address, so a
@@ -99,6 +118,11 @@ impl AcceptLoops {
         );
         let task = tokio::spawn(accept);
         self.running.push(RunningLoop { configured: bound.configured, secure, local, close, task });
+    }
+
+    /// Applies a reloaded connection cap.
+    pub fn resize_cap(&self, limits: &crate::config::ConnectionLimits) {
+        self.cap.resize(limits);
     }
 
     /// Configured addresses of the running loops for one service.
@@ -170,10 +194,14 @@ async fn accept_loop(
                     let (state, stop, alive) = (Arc::clone(&state), stop.clone(), alive.clone());
                     let activity = Activity::new();
                     let stream = Watched::new(stream, Arc::clone(&activity));
+                    // Every log line of this connection and its requests carries it.
+                    let span = tracing::info_span!("connection", client.addr = %peer);
                     match &tls {
                         None => {
-                            let connection = ConnectionInfo { peer, secure: false };
-                            tokio::spawn(serve_connection(stream, connection, activity, state, stop, (alive, permit)));
+                            let connection =
+                                ConnectionInfo { peer, secure: false, activity: Arc::clone(&activity), live: Arc::clone(&state) };
+                            let serving = serve_connection(stream, connection, stop, (alive, permit));
+                            tokio::spawn(serving.instrument(span));
                         }
                         Some(tls) => {
                             let tls = tls.clone();
@@ -194,13 +222,18 @@ async fn accept_loop(
                                 state.load().metrics.tls_handshake(matches!(handshake, Ok(Ok(_))));
                                 match handshake {
                                     Ok(Ok(stream)) => {
-                                        let connection = ConnectionInfo { peer, secure: true };
-                                        serve_connection(stream, connection, activity, state, stop, (alive, permit)).await;
+                                        let connection = ConnectionInfo {
+                                            peer,
+                                            secure: true,
+                                            activity: Arc::clone(&activity),
+                                            live: Arc::clone(&state),
+                                        };
+                                        serve_connection(stream, connection, stop, (alive, permit)).await;
                                     }
                                     Ok(Err(error)) => tracing::debug!(client.addr = %peer, %error, "TLS handshake failed"),
                                     Err(_) => tracing::debug!(client.addr = %peer, "TLS handshake timed out"),
                                 }
-                            });
+                            }.instrument(span));
                         }
                     }
                 }
@@ -223,27 +256,84 @@ async fn accept_loop(
 async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     stream: S,
     connection: ConnectionInfo,
-    activity: Arc<Activity>,
-    state: Arc<ArcSwap<ServerState>>,
     mut stop: watch::Receiver<bool>,
     _held: (mpsc::Sender<()>, OwnedSemaphorePermit),
 ) {
     let peer = connection.peer;
+    let (activity, state) = (Arc::clone(&connection.activity), Arc::clone(&connection.live));
     let current = state.load_full();
     let metrics = Arc::clone(&current.metrics);
     let limits = current.connections.clone();
     let _open = metrics.connection_opened();
     let requests = Arc::clone(&activity);
+    // HTTP/2 streams run in tasks of their own: name the parent explicitly.
+    let connection_span = tracing::Span::current();
     let service = hyper::service::service_fn(move |request| {
         // Each request sees one whole state, even if a reload swaps it now.
         let state = state.load_full();
         let in_flight = requests.request_started();
+        let span = pipeline::request_span(&connection_span);
+        let connection = connection.clone();
         async move {
             let response = pipeline::handle(&state, &connection, request).await;
             // In flight until its body is sent, which may be long after.
             Ok::<_, std::convert::Infallible>(response.map(|body| InFlightBody::new(body, in_flight)))
         }
+        .instrument(span)
     });
+    let stream = LastWord::new(stream, Arc::clone(&activity), peer, limits.max_header_bytes as usize);
+    let builder = http_builder(&limits);
+    let serving = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(serving);
+    let result = tokio::select! {
+        result = serving.as_mut() => result,
+        _ = stopping(&mut stop) => {
+            serving.as_mut().graceful_shutdown();
+            serving.await
+        }
+        quiet = activity.quiet(&limits) => {
+            if let Quiet::SlowClient(slow) = quiet {
+                metrics.body_too_slow(false);
+                tracing::warn!(
+                    client.addr = %peer,
+                    "closing a connection whose client took {} bytes in {:.1} s of response bodies waiting on it (http_body_min_rate = {})",
+                    slow.bytes,
+                    slow.window.as_secs_f64(),
+                    limits.body_min_rate.bytes_per_second
+                );
+                // Dropped at once: a grace period is more time to trickle.
+                Ok(())
+            } else {
+                metrics.connection_closed_quiet(quiet == Quiet::NoFirstByte);
+                activity.time_out();
+                tracing::debug!(client.addr = %peer, "closing a connection quiet for too long ({quiet:?})");
+                // HTTP/2 says GOAWAY; an idle HTTP/1.1 connection just closes.
+                serving.as_mut().graceful_shutdown();
+                match tokio::time::timeout(QUIET_CLOSE_GRACE, serving).await {
+                    Ok(result) => result,
+                    Err(_) => Ok(()),
+                }
+            }
+        }
+    };
+    let head_timed_out = |error: &(dyn std::error::Error + 'static)| {
+        error.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_timeout)
+    };
+    if let Err(error) = &result
+        && head_timed_out(error.as_ref())
+    {
+        activity.time_out();
+    }
+    // A connection that became a WebSocket stays held until it ends.
+    activity.upgrade_ended().await;
+    if let Err(error) = result {
+        // Peers hang up mid-request all the time; not the server's fault.
+        tracing::debug!(client.addr = %peer, %error, "connection ended with an error");
+    }
+}
+
+/// HTTP/1.1 with keep-alive, or HTTP/2, within the connection limits.
+fn http_builder(limits: &crate::config::ConnectionLimits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -254,29 +344,7 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         .header_read_timeout(HEADER_READ_TIMEOUT.max(limits.idle_timeout))
         .max_buf_size(limits.max_header_bytes as usize);
     builder.http2().max_header_list_size(limits.max_header_bytes);
-    let serving = builder.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(serving);
-    let result = tokio::select! {
-        result = serving.as_mut() => result,
-        _ = stopping(&mut stop) => {
-            serving.as_mut().graceful_shutdown();
-            serving.await
-        }
-        quiet = activity.quiet(&limits) => {
-            metrics.connection_closed_quiet(quiet == Quiet::NoFirstByte);
-            tracing::debug!(client.addr = %peer, "closing a connection quiet for too long ({quiet:?})");
-            // HTTP/2 says GOAWAY; an idle HTTP/1.1 connection just closes.
-            serving.as_mut().graceful_shutdown();
-            match tokio::time::timeout(QUIET_CLOSE_GRACE, serving).await {
-                Ok(result) => result,
-                Err(_) => Ok(()),
-            }
-        }
-    };
-    if let Err(error) = result {
-        // Peers hang up mid-request all the time; not the server's fault.
-        tracing::debug!(client.addr = %peer, %error, "connection ended with an error");
-    }
+    builder
 }
 
 /// Resolves once shutdown has been asked for.

@@ -2,21 +2,24 @@
 //! run the module → answer, with one access-log line per request.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use hyper::body::Incoming;
 
-use super::ServerState;
+use super::mounts::ServerState;
+use super::refusal::Refusal;
+use super::websocket;
 use bytes::Bytes;
 
 use crate::body_limit::CappedBody;
+use crate::body_pace::{MinRate, PacedBody};
 use crate::cors;
-use crate::error_page::{error_page, full_body, redirect, running_page};
+use crate::error_page::{full_body, redirect, running_page};
 use crate::metrics::ModuleOutcome;
-use crate::routing::{RequestPath, Route, request_path};
+use crate::routing::{Mount, RequestPath, Route, Site, request_path};
 use crate::vhost::HostLookup;
 use crate::wasm::{Invocation, ModuleBody, RequestFacts, SandboxLimits, WasmError};
 
@@ -24,64 +27,32 @@ use crate::wasm::{Invocation, ModuleBody, RequestFacts, SandboxLimits, WasmError
 /// (`UPDATEREDIRECTREF`) has 17 letters.
 const MAX_METHOD_LENGTH: usize = 32;
 
+/// Numbers requests for their log lines, server-wide.
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+/// The span every log line of one request carries, guest output included:
+/// a request id, then the host, module and mount path once routed.
+pub fn request_span(connection: &tracing::Span) -> tracing::Span {
+    let id = REQUESTS.fetch_add(1, Ordering::Relaxed) + 1;
+    tracing::info_span!(
+        parent: connection,
+        "request",
+        id,
+        vhost = tracing::field::Empty,
+        module = tracing::field::Empty,
+        http.route = tracing::field::Empty
+    )
+}
+
 /// What the server knows about the connection a request came in on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone)]
 pub struct ConnectionInfo {
     pub peer: SocketAddr,
     pub secure: bool,
-}
-
-/// Why a request was not answered by a module; each maps to one status.
-enum Refusal {
-    /// `CONNECT`: canto is no tunnel, and a 200 would read as one.
-    Connect,
-    /// A method name longer than any real one.
-    UnknownMethod,
-    MissingHost,
-    SeveralHosts,
-    UnknownHost(String),
-    InvalidPath,
-    NotMounted,
-    BodyTooLarge(u64),
-    /// No module slot came free within `http_module_queue_timeout`.
-    Busy,
-    Module(WasmError),
-}
-
-impl Refusal {
-    fn response(&self, detailed: bool) -> Response<ModuleBody> {
-        match self {
-            Refusal::Connect => {
-                let mut response = error_page(StatusCode::METHOD_NOT_ALLOWED, Some("CONNECT is not served here"));
-                response.headers_mut().insert(
-                    http::header::ALLOW,
-                    http::HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"),
-                );
-                response
-            }
-            Refusal::UnknownMethod => error_page(StatusCode::NOT_IMPLEMENTED, Some("Unknown method")),
-            Refusal::MissingHost => error_page(StatusCode::BAD_REQUEST, Some("Missing or invalid 'Host' header")),
-            Refusal::SeveralHosts => error_page(StatusCode::BAD_REQUEST, Some("More than one 'Host' header")),
-            Refusal::UnknownHost(host) => error_page(StatusCode::NOT_FOUND, Some(&format!("Unknown host: {host}"))),
-            Refusal::InvalidPath => error_page(StatusCode::BAD_REQUEST, Some("Invalid path")),
-            Refusal::NotMounted => error_page(StatusCode::NOT_FOUND, None),
-            Refusal::BodyTooLarge(limit) => {
-                error_page(StatusCode::PAYLOAD_TOO_LARGE, Some(&format!("Request bodies are limited to {limit} bytes")))
-            }
-            Refusal::Busy => {
-                let mut response = error_page(StatusCode::SERVICE_UNAVAILABLE, Some("Too busy; try again shortly"));
-                response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("5"));
-                response
-            }
-            Refusal::Module(WasmError::Timeout { .. }) => error_page(StatusCode::GATEWAY_TIMEOUT, None),
-            // The cause is logged; only an operator who asked for
-            // http_errors_detailed sees it on the page.
-            Refusal::Module(error) if detailed => {
-                error_page(StatusCode::INTERNAL_SERVER_ERROR, Some(&error.to_string()))
-            }
-            Refusal::Module(_) => error_page(StatusCode::INTERNAL_SERVER_ERROR, None),
-        }
-    }
+    pub activity: Arc<super::connections::Activity>,
+    /// The server's state as reloads replace it (a WebSocket outlives the
+    /// state its upgrade saw).
+    pub live: Arc<arc_swap::ArcSwap<ServerState>>,
 }
 
 /// Which client, host and module a request reached, for the access log.
@@ -212,34 +183,12 @@ async fn dispatch(
     let client = state.proxies.resolve(connection.peer.ip(), connection.secure, request.headers_mut());
     reached.client = Some(client.ip);
 
-    let path = request_path(request.uri().path()).map_err(|_| Refusal::InvalidPath)?;
-    let mount = match site.route(&path.decoded) {
-        Route::Module(mount) => mount,
-        Route::AddSlash(mount) => {
-            reached.host = Some(mount.host.clone());
-            let location = match request.uri().query() {
-                Some(query) => format!("{}/?{query}", path.encoded),
-                None => format!("{}/", path.encoded),
-            };
-            return Ok(redirect(&location));
-        }
-        Route::Root => return Ok(running_page()),
-        Route::NotFound => {
-            reached.host = Some(Arc::clone(&site.name));
-            return Err(Refusal::NotMounted);
-        }
+    let (mount, path) = match route(site, &request, reached)? {
+        Routed::Module(mount, path) => (mount, path),
+        Routed::Answered(response) => return Ok(response),
     };
-    reached.host = Some(mount.host.clone());
-    reached.module = Some(mount.module.name.clone());
     let raw_path_with_query = give_module_routed_path(&mut request, &path)?;
-    let usable_host = request.headers().get(http::header::HOST).is_some_and(|h| h.to_str().is_ok());
-    if request.uri().authority().is_none() && !usable_host {
-        // Reached through http_default_host with no (or an unreadable)
-        // Host: modules, and wasi:http, see the host that answered.
-        if let Ok(host) = http::HeaderValue::from_str(&site.name) {
-            request.headers_mut().insert(http::header::HOST, host);
-        }
-    }
+    name_the_host(&mut request, &site.name);
 
     let origin = request.headers().get(http::header::ORIGIN).cloned();
     if let Some(cors) = &mount.cors
@@ -250,6 +199,23 @@ async fn dispatch(
         return Ok(response);
     }
 
+    if let Some(support) = &mount.module.websocket
+        && websocket::is_upgrade(&request)
+    {
+        let upgrade = websocket::Upgrade {
+            state,
+            live: &connection.live,
+            mount,
+            site: Arc::clone(&site.name),
+            routed_path: path.decoded.clone(),
+            client_ip: client.ip,
+            secure: client.secure,
+            raw_path_with_query,
+            activity: &connection.activity,
+        };
+        return websocket::upgrade(upgrade, support, request).await;
+    }
+
     let facts = RequestFacts {
         host: mount.host.clone(),
         base_path: mount.base_path.clone(),
@@ -258,63 +224,8 @@ async fn dispatch(
         secure: client.secure,
         raw_path_with_query,
     };
-    let limit = state.max_content_size;
-    let declared_length = request
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared_length.is_some_and(|length| length > limit) {
-        return Err(Refusal::BodyTooLarge(limit));
-    }
-
-    // The module's own share first, so a hot module queues on itself
-    // rather than taking the server-wide pool from everyone else.
-    // Waiting is bounded: slow clients holding every slot must not leave
-    // the next request hanging with no answer.
-    let closed = || Refusal::Module(WasmError::NoResponse { module: mount.module.name.clone() });
-    let queue = state.limits.queue_timeout;
-    let slots = async {
-        let module_permit = Arc::clone(&mount.module.concurrency).acquire_owned().await.map_err(|_| closed())?;
-        let pool_permit = Arc::clone(&state.instances).acquire_owned().await.map_err(|_| closed())?;
-        Ok::<_, Refusal>((module_permit, pool_permit))
-    };
-    let Ok(slots) = tokio::time::timeout(queue, slots).await else {
-        state.metrics.module_busy(&mount.module.name);
-        tracing::warn!(
-            host = %mount.host,
-            module = %mount.module.name,
-            "no free slot after {queue:?} (http_module_max_concurrency / http_module_pool_size); answered 503"
-        );
-        return Err(Refusal::Busy);
-    };
-    let (module_permit, pool_permit) = slots?;
-    let (request, overflowed) = limit_request_body(request, limit);
-    let invocation = Invocation {
-        module: Arc::clone(&mount.module),
-        mount: Arc::clone(&mount.identity),
-        facts,
-        sandbox: SandboxLimits::from(&state.limits),
-        timeout: state.limits.timeout,
-        wall_timeout: state.limits.wall_timeout,
-        max_response_bytes: state.limits.max_response_bytes,
-        permits: [module_permit, pool_permit],
-        reuse: mount.reuse.clone(),
-    };
     let head = request.method() == http::Method::HEAD;
-    let result = invocation.run(request).await;
-    let outcome = match &result {
-        // The body was cut at the limit: the module did nothing wrong.
-        Err(_) if overflowed.load(Ordering::Relaxed) => ModuleOutcome::Answered,
-        Err(WasmError::Timeout { .. }) => ModuleOutcome::TimedOut,
-        Err(_) => ModuleOutcome::Trapped,
-        Ok(_) => ModuleOutcome::Answered,
-    };
-    state.metrics.module_run(&mount.module.name, outcome);
-    if overflowed.load(Ordering::Relaxed) && result.is_err() {
-        return Err(Refusal::BodyTooLarge(limit));
-    }
-    let mut response = result.map_err(Refusal::Module)?;
+    let mut response = run_module(state, mount, request, facts).await?;
     if head {
         // HEAD answers carry GET's headers, Content-Length included, and no
         // body; a module need not (and wasi:http cannot) send one that
@@ -325,6 +236,103 @@ async fn dispatch(
         cors.apply(origin.as_ref(), response.headers_mut());
     }
     Ok(response)
+}
+
+/// Where on its host a request goes.
+enum Routed<'a> {
+    Module(&'a Mount, RequestPath),
+    /// Answered by the server: a redirect, or the "canto is running" page.
+    Answered(Response<ModuleBody>),
+}
+
+/// Routes the request on its host, noting the host and module it reached
+/// in `reached` and on the request's span.
+fn route<'a>(site: &'a Site, request: &Request<Incoming>, reached: &mut Reached) -> Result<Routed<'a>, Refusal> {
+    let path = request_path(request.uri().path()).map_err(|_| Refusal::InvalidPath)?;
+    let mount = match site.route(&path.decoded) {
+        Route::Module(mount) => mount,
+        Route::AddSlash(mount) => {
+            reached.host = Some(mount.host.clone());
+            let location = match request.uri().query() {
+                Some(query) => format!("{}/?{query}", path.encoded),
+                None => format!("{}/", path.encoded),
+            };
+            return Ok(Routed::Answered(redirect(&location)));
+        }
+        Route::Root => return Ok(Routed::Answered(running_page())),
+        Route::NotFound => {
+            reached.host = Some(Arc::clone(&site.name));
+            return Err(Refusal::NotMounted);
+        }
+    };
+    reached.host = Some(mount.host.clone());
+    reached.module = Some(mount.module.name.clone());
+    let span = tracing::Span::current();
+    span.record("vhost", tracing::field::display(&mount.host));
+    span.record("module", tracing::field::display(&mount.module.name));
+    span.record("http.route", tracing::field::display(&mount.base_path));
+    Ok(Routed::Module(mount, path))
+}
+
+/// Runs the mounted module on the request, once it has a slot, with its
+/// body bounded in size and pace; counts how the run ended.
+async fn run_module(
+    state: &ServerState,
+    mount: &Mount,
+    request: Request<Incoming>,
+    facts: RequestFacts,
+) -> Result<Response<ModuleBody>, Refusal> {
+    let limit = state.max_content_size;
+    let declared_length = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared_length.is_some_and(|length| length > limit) {
+        return Err(Refusal::BodyTooLarge(limit));
+    }
+    let permits = state.module_slots(mount).await?;
+    let watch =
+        BodyWatch { metrics: Arc::clone(&state.metrics), client: facts.client_ip, module: mount.module.name.clone() };
+    let (request, cut) = bound_request_body(request, limit, state.connections.body_min_rate, watch);
+    let invocation = Invocation {
+        module: Arc::clone(&mount.module),
+        mount: Arc::clone(&mount.identity),
+        facts,
+        sandbox: SandboxLimits::from(&state.limits),
+        timeout: state.limits.timeout,
+        wall_timeout: state.limits.wall_timeout,
+        max_response_bytes: state.limits.max_response_bytes,
+        permits,
+        reuse: mount.reuse.clone(),
+    };
+    let result = invocation.run(request).await;
+    let cut = cut.get().copied();
+    let outcome = match &result {
+        // The server cut the body: the module did nothing wrong.
+        Err(_) if cut.is_some() => ModuleOutcome::Answered,
+        Err(error) => error.outcome(),
+        Ok(_) => ModuleOutcome::Answered,
+    };
+    state.metrics.module_run(&mount.module.name, outcome);
+    match cut {
+        Some(BodyCut::TooLarge) if result.is_err() => Err(Refusal::BodyTooLarge(limit)),
+        Some(BodyCut::TooSlow) if result.is_err() => Err(Refusal::BodyTooSlow),
+        _ => result.map_err(Refusal::Module),
+    }
+}
+
+/// A request that reached its host through `http_default_host` with no
+/// (or an unreadable) Host gets the name of the host that answered, so
+/// modules (and `wasi:http`) see it.
+fn name_the_host<B>(request: &mut Request<B>, site_name: &str) {
+    let usable_host = request.headers().get(http::header::HOST).is_some_and(|h| h.to_str().is_ok());
+    if request.uri().authority().is_none()
+        && !usable_host
+        && let Ok(host) = http::HeaderValue::from_str(site_name)
+    {
+        request.headers_mut().insert(http::header::HOST, host);
+    }
 }
 
 /// Puts the path the request was routed on into its URI, so the module's
@@ -359,19 +367,54 @@ fn frame_for_http10(version: http::Version, mut response: Response<ModuleBody>) 
     response
 }
 
-/// A request body that fails once it passes `limit` bytes (for bodies whose
-/// length was not declared up front), raising the returned flag so the
-/// answer can be 413.
-fn limit_request_body(request: Request<Incoming>, limit: u64) -> (Request<CappedBody<Incoming>>, Arc<AtomicBool>) {
-    let overflowed = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&overflowed);
+/// Why the server cut a request body short.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BodyCut {
+    /// Past `http_max_content_size` (a length not declared up front).
+    TooLarge,
+    /// Slower than `http_body_min_rate`.
+    TooSlow,
+}
+
+/// Who to tell when a request body comes too slowly.
+struct BodyWatch {
+    metrics: Arc<crate::metrics::Metrics>,
+    client: std::net::IpAddr,
+    module: Arc<str>,
+}
+
+/// A request body that fails once it passes `limit` bytes, or once its
+/// client falls below `min_rate`; the returned cell then says which, so the
+/// answer can be 413 or 408.
+fn bound_request_body(
+    request: Request<Incoming>,
+    limit: u64,
+    min_rate: MinRate,
+    watch: BodyWatch,
+) -> (Request<CappedBody<PacedBody<Incoming>>>, Arc<OnceLock<BodyCut>>) {
+    let cut = Arc::new(OnceLock::new());
+    let (too_large, too_slow) = (Arc::clone(&cut), Arc::clone(&cut));
+    let on_slow = move |slow: crate::body_pace::TooSlow| {
+        let _ = too_slow.set(BodyCut::TooSlow);
+        watch.metrics.body_too_slow(true);
+        tracing::warn!(
+            client = %watch.client,
+            module = %watch.module,
+            "request body cut: {} bytes in {:.1} s waiting on the client (http_body_min_rate = {})",
+            slow.bytes,
+            slow.window.as_secs_f64(),
+            min_rate.bytes_per_second
+        );
+    };
     let request = request.map(|body| {
         CappedBody::new(
-            body,
+            PacedBody::new(body, min_rate, Box::new(on_slow)),
             limit,
             |limit| wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limit)),
-            Box::new(move || flag.store(true, Ordering::Relaxed)),
+            Box::new(move || {
+                let _ = too_large.set(BodyCut::TooLarge);
+            }),
         )
     });
-    (request, overflowed)
+    (request, cut)
 }

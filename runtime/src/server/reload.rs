@@ -1,7 +1,7 @@
 //! Hot reload: new module versions and new config while traffic flows.
 //!
-//! A [`ModuleLoader`] compiles modules off the request path and remembers
-//! them by content hash, so unchanged modules are reused. The
+//! The [`ModuleLoader`] compiles modules off the request path and
+//! remembers them by content hash, so unchanged modules are reused. The
 //! [`Reloader`] polls the module files (a debounced change triggers a
 //! rebuild) and re-reads the config on request (SIGHUP). A rebuild makes a
 //! whole new [`ServerState`] and swaps it in atomically: requests that
@@ -9,8 +9,7 @@
 //! next request gets the new one. Anything that fails to load leaves the
 //! running state untouched, with a log line saying why.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,13 +17,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, watch};
-use wasmtime::Engine;
-use wasmtime::component::Linker;
 
-use super::{InstanceSlots, LoadedModules, PublicListener, ServerState, StartError, build_state};
+use super::listener::{self, AcceptLoops};
+use super::mounts::{InstanceSlots, PublicListener, ServerState, build_state, public_listener};
 use crate::config::{Config, ModuleSource};
 use crate::tls::HttpsCertificates;
-use crate::wasm::{self, InstanceState, LoadedModule};
+use crate::wasm::{LoadedModules, ModuleLoader, Versions};
 
 /// How often module files are checked for changes.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -34,85 +32,6 @@ const CERTIFICATE_POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// A changed file must stay unchanged this long before it is loaded, so a
 /// write in progress is not picked up half-written.
 const SETTLE_TIME: Duration = Duration::from_millis(150);
-/// Module versions kept loaded beyond the ones in use, so swapping back
-/// (a rollback, or alternating deploys) costs no compile.
-const SPARE_VERSIONS: usize = 8;
-
-/// Compiles modules once per content version.
-pub(crate) struct ModuleLoader {
-    engine: Engine,
-    linker: Linker<InstanceState>,
-    /// Loaded modules by (name, source, content hash).
-    cache: HashMap<(String, ModuleSource, u64), Arc<LoadedModule>>,
-}
-
-/// Module name → content hash of the version being served.
-pub(crate) type Versions = BTreeMap<String, u64>;
-
-impl ModuleLoader {
-    pub fn new(config: &Config) -> Result<Self, StartError> {
-        let engine = wasm::engine::build(&config.limits).map_err(StartError::Engine)?;
-        let linker = wasm::linker(&engine)?;
-        Ok(Self { engine, linker, cache: HashMap::new() })
-    }
-
-    /// Every module the config enables, each loaded once however many hosts
-    /// use it; unchanged ones come from the cache. On error the cache is
-    /// left as it was.
-    pub async fn load_all(&mut self, config: &Config) -> Result<(LoadedModules, Versions), StartError> {
-        let mut loaded = LoadedModules::new();
-        let mut versions = Versions::new();
-        let mut cache = HashMap::new();
-        for host in &config.hosts {
-            for enabled in &host.modules {
-                let key = (enabled.name.clone(), enabled.source.clone());
-                if loaded.contains_key(&key) {
-                    continue;
-                }
-                let bytes = match &enabled.source {
-                    ModuleSource::File(path) => {
-                        tokio::fs::read(path).await.map_err(|source| StartError::ReadModule {
-                            at: enabled.at.clone(),
-                            module: enabled.name.clone(),
-                            path: path.clone(),
-                            source,
-                        })?
-                    }
-                    ModuleSource::Builtin => crate::builtin::bytes(&enabled.name).unwrap_or_default().to_vec(),
-                };
-                let hash = content_hash(&bytes);
-                let cache_key = (enabled.name.clone(), enabled.source.clone(), hash);
-                let module = match self.cache.get(&cache_key) {
-                    Some(module) if module.concurrency_limit != config.limits.max_concurrency => {
-                        Arc::new(module.with_concurrency(config.limits.max_concurrency))
-                    }
-                    Some(module) => Arc::clone(module),
-                    None => {
-                        let module =
-                            LoadedModule::load(&self.engine, &self.linker, &enabled.name, &bytes, &config.limits)
-                                .await?;
-                        tracing::info!(module = enabled.name, version = %format!("{hash:016x}"), source = ?enabled.source, "loaded module");
-                        Arc::new(module)
-                    }
-                };
-                cache.insert(cache_key, Arc::clone(&module));
-                versions.insert(enabled.name.clone(), hash);
-                loaded.insert(key, module);
-            }
-        }
-        let spare: Vec<_> =
-            self.cache.drain().filter(|(key, _)| !cache.contains_key(key)).take(SPARE_VERSIONS).collect();
-        cache.extend(spare);
-        self.cache = cache;
-        Ok((loaded, versions))
-    }
-}
-
-fn content_hash(bytes: &[u8]) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut hasher);
-    hasher.finish()
-}
 
 /// Asks a running server to re-read its config (what SIGHUP does).
 #[derive(Clone)]
@@ -159,7 +78,7 @@ impl Reloader {
         mut self,
         mut requests: mpsc::Receiver<()>,
         mut stop: watch::Receiver<bool>,
-        mut loops: super::listener::AcceptLoops,
+        mut loops: AcceptLoops,
     ) {
         let mut ticks = tokio::time::interval(POLL_INTERVAL);
         let mut certificate_ticks = tokio::time::interval(CERTIFICATE_POLL_INTERVAL);
@@ -168,7 +87,7 @@ impl Reloader {
                 _ = ticks.tick() => self.check_module_files().await,
                 _ = certificate_ticks.tick() => self.check_certificate_files(),
                 Some(()) = requests.recv() => self.reload_config(&mut loops).await,
-                _ = super::listener::stopping(&mut stop) => return,
+                _ = listener::stopping(&mut stop) => return,
             }
         }
     }
@@ -195,7 +114,7 @@ impl Reloader {
         }
     }
 
-    async fn reload_config(&mut self, loops: &mut super::listener::AcceptLoops) {
+    async fn reload_config(&mut self, loops: &mut AcceptLoops) {
         let Some(path) = self.config.path.clone() else {
             tracing::warn!("reload asked for, but the server runs without a config file");
             return;
@@ -229,6 +148,7 @@ impl Reloader {
         };
         self.certificates.reload(&config.tls);
         self.rebind(&config, loops).await;
+        loops.resize_cap(&config.connections);
         self.commit(config, &loaded, versions);
         self.module_files = FileWatch::new(module_paths(&self.config));
         self.certificate_files = FileWatch::new(crate::tls::watched_paths(&self.config.tls));
@@ -238,7 +158,7 @@ impl Reloader {
 
     /// Opens listeners the new config adds and closes those it removes;
     /// unchanged ones keep their sockets and connections.
-    async fn rebind(&mut self, config: &Config, loops: &mut super::listener::AcceptLoops) {
+    async fn rebind(&mut self, config: &Config, loops: &mut AcceptLoops) {
         // Close first, everywhere: a port moving between addresses or
         // services must be free before it is bound again.
         for secure in [false, true] {
@@ -252,20 +172,20 @@ impl Reloader {
             let running = loops.configured(secure);
             let added: Vec<SocketAddr> = wanted.iter().filter(|addr| !running.contains(addr)).copied().collect();
             let bound = if secure {
-                super::open_https(&added, &config.tls, &mut self.certificates)
+                listener::open_https(&added, &config.tls, &mut self.certificates)
             } else {
-                super::listener::bind_all(&added, None)
+                listener::bind_all(&added, None)
             };
             for bound in bound {
                 loops.start(bound);
             }
         }
         let bound = [true, false].into_iter().map(|secure| (secure, loops.first_local(secure)));
-        self.public = super::public_listener(bound);
+        self.public = public_listener(bound);
     }
 
     /// Loads what `config` needs and swaps the new state in.
-    async fn rebuild(&mut self, config: Config) -> Result<(), StartError> {
+    async fn rebuild(&mut self, config: Config) -> Result<(), crate::wasm::LoadError> {
         let (loaded, versions) = self.loader.load_all(&config).await?;
         self.commit(config, &loaded, versions);
         Ok(())
@@ -273,13 +193,14 @@ impl Reloader {
 
     fn commit(&mut self, config: Config, loaded: &LoadedModules, versions: Versions) {
         log_changes(&self.config, &self.versions, &config, &versions);
-        let metrics = Arc::clone(&self.shared.load().metrics);
+        let current = self.shared.load();
+        let (metrics, websockets) = (Arc::clone(&current.metrics), Arc::clone(&current.websockets));
         if config.limits.instance_reuse.any() && !self.slots.can_keep_idle() {
             tracing::warn!(
                 "http_module_instance_reuse takes effect after a restart (its share of http_module_pool_size is set at start)"
             );
         }
-        let state = build_state(&config, loaded, self.public, &self.slots, &metrics);
+        let state = build_state(&config, loaded, self.public, &self.slots, (&metrics, &websockets));
         self.shared.store(Arc::new(state));
         self.config = config;
         self.versions = versions;

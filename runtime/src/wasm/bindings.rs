@@ -1,6 +1,6 @@
 //! Host-side bindings to canto's WIT (`wit/canto.wit`).
 
-/// canto's imports: `canto:http/context` and `canto:http/log`.
+/// canto's imports: `context`, `log`, `metrics` and `websocket`.
 pub mod imports {
     wasmtime::component::bindgen!({
         path: "../wit",
@@ -14,5 +14,15 @@ pub mod metadata {
         path: "../wit",
         world: "canto:http/metadata-provider",
         exports: { default: async },
+    });
+}
+
+/// The optional `canto:http/websocket-handler` export.
+pub mod websocket {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "canto:http/websocket-provider",
+        exports: { default: async },
+        with: { "canto:http/websocket": super::imports::canto::http::websocket },
     });
 }

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use wasmtime::{
     Cache, CacheConfig, Config, Enabled, Engine, InstanceAllocationStrategy, Memory, MemoryType,
-    PoolingAllocationConfig, Store,
+    PoolingAllocationConfig, Store, UpdateDeadline,
 };
 
+use super::InstanceState;
 use crate::config::ModuleLimits;
 
 /// How often the epoch advances. Guests yield to tokio at each tick, and
@@ -101,4 +102,20 @@ fn start_epoch_ticker(engine: wasmtime::EngineWeak) {
 /// Ticks in a wall-clock budget, at least one.
 pub fn ticks(budget: Duration) -> u64 {
     (budget.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+}
+
+/// Gives a guest its CPU budget: it yields to other tasks at every epoch
+/// tick and is interrupted once `budget` of running time is used.
+pub fn deadline(store: &mut Store<InstanceState>, budget: Duration) {
+    let budget = ticks(budget);
+    let mut used = 0;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        used += 1;
+        if used >= budget {
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        // Yield through tokio's queue so a busy guest shares the worker.
+        Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+    });
 }

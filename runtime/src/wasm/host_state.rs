@@ -61,6 +61,16 @@ pub struct MountIdentity {
     pub grants: Grants,
     /// The server's metrics, when `grants.metrics` allows reading them.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// The server's WebSocket connections (this module reaches only its
+    /// own on this host); `None` while loading.
+    pub websockets: Option<Arc<super::socket_registry::WsRegistry>>,
+}
+
+impl MountIdentity {
+    /// This module's WebSocket connections on this host.
+    pub fn room(&self) -> super::socket_registry::Room {
+        (Arc::clone(&self.host), Arc::clone(&self.module))
+    }
 }
 
 /// The `T` of `Store<T>` for module instances.
@@ -71,7 +81,9 @@ pub struct InstanceState {
     outbound: OutboundPolicy,
     pub(super) limits: StoreLimits,
     facts: Option<RequestFacts>,
-    mount: Arc<MountIdentity>,
+    pub(super) mount: Arc<MountIdentity>,
+    /// The connection whose event this instance runs, if it runs one.
+    pub(super) websocket: Option<super::socket_registry::WsEvent>,
 }
 
 impl InstanceState {
@@ -111,6 +123,7 @@ impl InstanceState {
             limits: store_limits,
             facts,
             mount,
+            websocket: None,
         }
     }
 
@@ -241,7 +254,10 @@ impl IsTerminal for GuestOutput {
 
 impl StdoutStream for GuestOutput {
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(LineLogger { mount: Arc::clone(&self.mount), stream: self.stream, pending: Vec::new() })
+        // Asked for from the guest's call, so its request's span is current;
+        // the writes themselves happen on a task of wasmtime's.
+        let span = tracing::Span::current();
+        Box::new(LineLogger { mount: Arc::clone(&self.mount), stream: self.stream, pending: Vec::new(), span })
     }
 }
 
@@ -253,12 +269,14 @@ struct LineLogger {
     mount: Arc<MountIdentity>,
     stream: &'static str,
     pending: Vec<u8>,
+    span: tracing::Span,
 }
 
 impl LineLogger {
     fn emit(&self, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
         let text = printable(text.trim_end_matches(['\r', '\n']));
+        let _request = self.span.enter();
         tracing::info!(
             target: "canto::module",
             module = %self.mount.module,

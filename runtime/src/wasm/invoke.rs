@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::OwnedSemaphorePermit;
-use wasmtime::{Store, Trap, UpdateDeadline};
+use tracing::Instrument as _;
+use wasmtime::{Store, Trap};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
@@ -62,7 +63,7 @@ impl Invocation {
                 (store, None, 0)
             }
         };
-        deadline(&mut store, timeout);
+        engine::deadline(&mut store, timeout);
 
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let incoming = store.data_mut().http().new_incoming_request(scheme, request).map_err(failed)?;
@@ -72,42 +73,44 @@ impl Invocation {
         // the body, so it lives in its own task.
         let proxy_pre = module.proxy.clone();
         let guest_name = module.name.clone();
-        let guest = tokio::spawn(async move {
-            let call = async {
-                let proxy = match ready {
-                    Some(proxy) => proxy,
-                    None => proxy_pre.instantiate_async(&mut store).await?,
+        let guest = tokio::spawn(
+            async move {
+                let call = async {
+                    let proxy = match ready {
+                        Some(proxy) => proxy,
+                        None => proxy_pre.instantiate_async(&mut store).await?,
+                    };
+                    proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await?;
+                    Ok::<_, wasmtime::Error>(proxy)
                 };
-                proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await?;
-                Ok::<_, wasmtime::Error>(proxy)
-            };
-            // Dropping the call drops the store: the instance is gone, and
-            // a body it was streaming ends early.
-            let outcome = tokio::time::timeout(wall_timeout, call).await;
-            if outcome.is_err() {
-                tracing::warn!(module = %guest_name, "module stopped after {wall_timeout:?} of wall-clock time");
+                // Dropping the call drops the store: the instance is gone, and
+                // a body it was streaming ends early.
+                let outcome = tokio::time::timeout(wall_timeout, call).await;
+                if outcome.is_err() {
+                    tracing::warn!(module = %guest_name, "module stopped after {wall_timeout:?} of wall-clock time");
+                }
+                let outcome = match (outcome, reuse) {
+                    // Only an instance that finished cleanly, and let go of
+                    // everything of this request, serves again.
+                    (Ok(Ok(proxy)), Some(idle)) if !store.data_mut().holds_request_state() => {
+                        idle.put_back(ReadyInstance { store, proxy, served: served + 1 });
+                        Ok(Ok(()))
+                    }
+                    (outcome, _) => {
+                        // Free the instance's pool slot before the permits that count it.
+                        drop(store);
+                        outcome.map(|called| called.map(drop))
+                    }
+                };
+                drop(permits);
+                outcome
             }
-            let outcome = match (outcome, reuse) {
-                // Only an instance that finished cleanly, and let go of
-                // everything of this request, serves again.
-                (Ok(Ok(proxy)), Some(idle)) if !store.data_mut().holds_request_state() => {
-                    idle.put_back(ReadyInstance { store, proxy, served: served + 1 });
-                    Ok(Ok(()))
-                }
-                (outcome, _) => {
-                    // Free the instance's pool slot before the permits that count it.
-                    drop(store);
-                    outcome.map(|called| called.map(drop))
-                }
-            };
-            drop(permits);
-            outcome
-        });
+            .in_current_span(),
+        );
         // If the client goes away before the response head, stop the guest
         // rather than let it hold its permits until the wall-clock deadline.
         let mut guest = AbortOnDrop(Some(guest));
 
-        let timed_out = |module: &Arc<str>, limit| WasmError::Timeout { module: module.clone(), limit };
         match receiver.await {
             Ok(Ok(response)) => {
                 guest.detach(); // it streams the body from here on
@@ -115,39 +118,29 @@ impl Invocation {
             }
             Ok(Err(code)) => Err(WasmError::ErrorResponse { module: module.name.clone(), code: format!("{code:?}") }),
             // The response slot was dropped unset: find out why.
-            Err(_) => {
-                let Some(task) = guest.take() else {
-                    return Err(WasmError::NoResponse { module: module.name.clone() });
-                };
-                match task.await {
-                    Ok(Ok(Ok(()))) => Err(WasmError::NoResponse { module: module.name.clone() }),
-                    Ok(Ok(Err(cause))) if cause.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => {
-                        Err(timed_out(&module.name, "CPU time"))
-                    }
-                    Ok(Ok(Err(cause))) => Err(failed(cause)),
-                    Ok(Err(_elapsed)) => Err(timed_out(&module.name, "wall-clock time")),
-                    Err(join) => Err(failed(wasmtime::Error::msg(format!("guest task failed: {join}")))),
-                }
-            }
+            Err(_) => Err(why_no_response(guest.take(), &module.name).await),
         }
     }
 }
 
-/// Gives a guest its CPU budget: it yields to other tasks at every epoch
-/// tick and is interrupted once `budget` of running time is used.
-pub(super) fn deadline(store: &mut Store<InstanceState>, budget: Duration) {
-    let budget = engine::ticks(budget);
-    let mut used = 0;
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| {
-        used += 1;
-        if used >= budget {
-            return Ok(UpdateDeadline::Interrupt);
-        }
-        // Yield through tokio's queue so a busy guest shares the worker.
-        Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
-    });
+/// Why a guest ended without setting a response, from how its task ended.
+async fn why_no_response(task: Option<tokio::task::JoinHandle<GuestOutcome>>, module: &Arc<str>) -> WasmError {
+    let Some(task) = task else { return WasmError::NoResponse { module: module.clone() } };
+    let timed_out = |limit| WasmError::Timeout { module: module.clone(), limit };
+    match task.await {
+        Ok(Ok(Ok(()))) => WasmError::NoResponse { module: module.clone() },
+        Ok(Ok(Err(cause))) if cause.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => timed_out("CPU time"),
+        Ok(Ok(Err(cause))) => WasmError::Failed { module: module.clone(), cause },
+        Ok(Err(_elapsed)) => timed_out("wall-clock time"),
+        Err(join) => WasmError::Failed {
+            module: module.clone(),
+            cause: wasmtime::Error::msg(format!("guest task failed: {join}")),
+        },
+    }
 }
+
+/// How a guest task ended: past its wall-clock time, or with the call's result.
+type GuestOutcome = Result<wasmtime::Result<()>, tokio::time::error::Elapsed>;
 
 /// A guest task that is aborted if dropped before it is detached.
 struct AbortOnDrop<T>(Option<tokio::task::JoinHandle<T>>);

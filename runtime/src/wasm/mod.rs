@@ -1,7 +1,8 @@
 //! The wasm host: runs HTTP modules, which are WebAssembly components.
 //!
 //! One [`Engine`](wasmtime::Engine) for the server ([`engine`]); each module
-//! is compiled and pre-instantiated once ([`module`]); each request gets a
+//! is compiled and pre-instantiated once per version ([`loader`],
+//! [`module`]); each request gets a
 //! fresh store, a fresh sandbox with nothing granted ([`host_state`]), a
 //! memory limit and a deadline ([`invoke`]), unless the operator lets the
 //! module reuse instances ([`reuse`]). A trap costs that one request.
@@ -10,14 +11,18 @@ mod bindings;
 pub mod engine;
 mod host_state;
 mod invoke;
+mod loader;
 mod module;
 mod outbound;
 mod reuse;
+pub mod socket_registry;
+pub mod websocket;
 
 use std::sync::Arc;
 
 pub use host_state::{InstanceState, MountIdentity, RequestFacts, SandboxLimits};
 pub use invoke::{Invocation, ModuleBody};
+pub use loader::{LoadError, LoadedModules, ModuleLoader, Versions};
 pub use module::{CorsDefaults, LoadedModule, ModuleMetadata, linker};
 pub use reuse::IdleInstances;
 
@@ -42,6 +47,16 @@ pub enum WasmError {
     NoResponse { module: Arc<str> },
     #[error("module {module}: answered with an error: {code:?}")]
     ErrorResponse { module: Arc<str>, code: String },
+}
+
+impl WasmError {
+    /// How a run that failed this way counts in the metrics.
+    pub fn outcome(&self) -> crate::metrics::ModuleOutcome {
+        match self {
+            WasmError::Timeout { .. } => crate::metrics::ModuleOutcome::TimedOut,
+            _ => crate::metrics::ModuleOutcome::Trapped,
+        }
+    }
 }
 
 /// A guest failure as one log line: each cause's first line, without the

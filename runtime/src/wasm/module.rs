@@ -9,7 +9,8 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use super::WasmError;
 use super::bindings::{imports, metadata};
-use super::host_state::{InstanceState, MountIdentity, SandboxLimits};
+use super::host_state::{InstanceState, SandboxLimits};
+use super::websocket::WebsocketSupport;
 
 /// What a module declared about itself (or Prosody's defaults).
 #[derive(Clone, Debug, Default)]
@@ -36,6 +37,8 @@ pub struct LoadedModule {
     pub name: Arc<str>,
     pub metadata: ModuleMetadata,
     pub(super) proxy: ProxyPre<InstanceState>,
+    /// Its WebSocket handler, if it exports one.
+    pub websocket: Option<Arc<WebsocketSupport>>,
     /// One permit per request this module may run at once.
     pub concurrency: Arc<tokio::sync::Semaphore>,
     /// The permits `concurrency` was made with (`http_module_max_concurrency`).
@@ -84,6 +87,8 @@ impl LoadedModule {
         let pre =
             linker.instantiate_pre(&component).map_err(|cause| WasmError::Link { module: module.clone(), cause })?;
         let metadata_pre = metadata::MetadataProviderPre::new(pre.clone()).ok();
+        let sandbox = SandboxLimits::from(limits);
+        let websocket = WebsocketSupport::load(engine, &module, pre.clone(), &sandbox).await?.map(Arc::new);
         let proxy = ProxyPre::new(pre).map_err(|_| WasmError::NotAnHttpModule { module: module.clone() })?;
 
         let metadata = match metadata_pre {
@@ -91,7 +96,7 @@ impl LoadedModule {
             None => ModuleMetadata::default(),
         };
         let concurrency = Arc::new(tokio::sync::Semaphore::new(limits.max_concurrency as usize));
-        Ok(Self { name: module, metadata, proxy, concurrency, concurrency_limit: limits.max_concurrency })
+        Ok(Self { name: module, metadata, proxy, websocket, concurrency, concurrency_limit: limits.max_concurrency })
     }
 
     /// The same compiled module with a fresh share of `limit` concurrent
@@ -102,6 +107,7 @@ impl LoadedModule {
             name: Arc::clone(&self.name),
             metadata: self.metadata.clone(),
             proxy: self.proxy.clone(),
+            websocket: self.websocket.clone(),
             concurrency: Arc::new(tokio::sync::Semaphore::new(limit as usize)),
             concurrency_limit: limit,
         }
@@ -114,16 +120,10 @@ async fn read_metadata(
     pre: metadata::MetadataProviderPre<InstanceState>,
     limits: &crate::config::ModuleLimits,
 ) -> Result<ModuleMetadata, WasmError> {
-    let mount = Arc::new(MountIdentity {
-        module: module.clone(),
-        host: Arc::from("*"),
-        options: Default::default(),
-        grants: Default::default(),
-        metrics: None,
-    });
+    let mount = super::websocket::loading_mount(module);
     let mut store = Store::new(engine, InstanceState::new(mount, None, &SandboxLimits::from(limits)));
     store.limiter(|state| &mut state.limits);
-    super::invoke::deadline(&mut store, std::time::Duration::from_secs(5));
+    super::engine::deadline(&mut store, std::time::Duration::from_secs(5));
     let describe = async {
         let instance = pre.instantiate_async(&mut store).await?;
         instance.canto_http_metadata().call_describe(&mut store).await
