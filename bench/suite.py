@@ -14,6 +14,9 @@ Scenarios:
   reload     module swap: write -> first request served by the new version, and
              requests lost / latency spike while swapping under load
   restart    start -> listening with a cold vs warm compile cache
+  websocket  10,000 idle WebSockets (server RSS per connection), and echo round
+             trips at 1 and 64 connections: canto's http_ws_echo (a fresh
+             instance per message) vs a native tokio-tungstenite echo server
 
 `--smoke` (what CI runs): canto only, 1 s per measurement, and any error
 response fails the run, so the suite cannot rot.
@@ -21,6 +24,7 @@ response fails the run, so the suite cannot rot.
 
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -35,6 +39,8 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CANTO = os.path.join(ROOT, "target/release/canto")
 NATIVE = os.path.join(ROOT, "target/release/native-hello")
+NATIVE_WS = os.path.join(ROOT, "target/release/native-ws-echo")
+WS_LOAD = os.path.join(ROOT, "target/release/ws-load")
 WASMTIME = os.environ.get("WASMTIME", os.path.join(ROOT, "target/bench-tools/bin/wasmtime"))
 GUESTS = os.path.join(ROOT, "target/guests/wasm32-wasip2/release")
 LANGUAGES = os.path.join(ROOT, "target/languages/out")
@@ -471,9 +477,63 @@ def scenario_restart():
                  f"warm = {timings[0] / timings[1]:.1f}x faster"))
 
 
+def ws_idle_kib(server, url, count):
+    """The server's RSS growth per WebSocket, in KiB, with `count` idle ones open."""
+    before = rss_kib(server)
+    load = subprocess.Popen([WS_LOAD, "idle", url, str(count)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    processes.append(load)
+    opened = load.stdout.readline().split()
+    if opened != ["open", str(count)]:
+        sys.exit(f"ws-load could not open {count} WebSockets to {url}")
+    time.sleep(1)
+    after = rss_kib(server)
+    load.stdin.close()
+    load.wait(timeout=60)
+    return (after - before) / count
+
+
+def ws_echo(url, connections):
+    """(messages/s, p50 ms, p99 ms) of round trips, each connection waiting for its echo before the next."""
+    out = subprocess.run([WS_LOAD, "echo", url, str(connections), str(DURATION)], capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"ws-load echo {url} failed: {out.stderr.strip()}")
+    fields = out.stdout.split()
+    return float(fields[3]), float(fields[5]), float(fields[7])
+
+
+def scenario_websocket():
+    count = 100 if SMOKE else int(os.environ.get("WS_IDLE", "10000"))
+    config = (f"http_websocket_max_connections = {2 * count}\n"
+              'VirtualHost "localhost"\n  modules_enabled = { "http_ws_echo" }\n')
+    proc, port, _ = canto(config, plugins=[("http_ws_echo", os.path.join(GUESTS, "http_ws_echo.wasm"))])
+    systems = [("canto + http_ws_echo.wasm, fresh instance per event", proc, f"ws://localhost:{port}/ws_echo/")]
+    if not SMOKE:
+        native_port = free_port()
+        native = start([NATIVE_WS, str(native_port)])
+        wait_port(native_port)
+        systems.append(("native tokio-tungstenite echo", native, f"ws://localhost:{native_port}/"))
+    idle = [ws_idle_kib(server, url, count) for _, server, url in systems]
+    for i, ((name, _, _), kib) in enumerate(zip(systems, idle)):
+        ratio = f"canto = {idle[0] / kib:.2f}x" if i else ""
+        rows.append(("websocket idle", name, f"{count:,} open: {kib:.1f} KiB RSS per connection", ratio))
+    for connections in (1, 64):
+        results = [ws_echo(url, connections) for _, _, url in systems]
+        ours = results[0]
+        for i, ((name, _, _), (rate, p50, p99)) in enumerate(zip(systems, results)):
+            ratio = f"canto = {ours[0] / rate:.2f}x msg/s, p99 {ours[2] / p99:.2f}x" if i else ""
+            rows.append((f"websocket echo, {connections} conn", name,
+                         f"{rate:,.0f} msg/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms", ratio))
+    for _, server, _ in systems:
+        stop(server)
+
+
 SCENARIOS = [("hello", scenario_hello), ("wasi-http", scenario_wasi_http), ("static", scenario_static),
              ("https", scenario_https), ("vhosts", scenario_vhosts), ("languages", scenario_languages),
-             ("reload", scenario_reload), ("restart", scenario_restart)]
+             ("reload", scenario_reload), ("restart", scenario_restart), ("websocket", scenario_websocket)]
+
+# Thousands of sockets each: the servers and the load inherit this.
+resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
 
 try:
     print(f"canto benchmarks: {DURATION} s per measurement, {CONNECTIONS} connections, "

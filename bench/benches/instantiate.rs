@@ -45,6 +45,7 @@ fn mount(module: &str) -> Arc<MountIdentity> {
         grants: Default::default(),
         metrics: None,
         websockets: None,
+        links: None,
     })
 }
 

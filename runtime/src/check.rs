@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 use crate::config::{Config, Grants, ModuleSource, SectionKind};
-use crate::server::{MountInputs, PublicListener, host_table, mounts_for};
+use crate::server::{Lasting, MountInputs, PublicListener, host_table, mounts_for};
 use crate::wasm::{LoadError, ModuleLoader};
 
 /// What `canto check config` reports.
@@ -40,9 +40,8 @@ pub async fn config(config: &Config) -> Result<ConfigReport, LoadError> {
             list.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
         }
     };
-    let (metrics, no_idle, websockets) = (Arc::default(), Arc::new(Semaphore::new(0)), Arc::default());
-    let inputs =
-        MountInputs { config, loaded: &loaded, public, metrics: &metrics, idle: &no_idle, websockets: &websockets };
+    let (lasting, no_idle) = (Lasting::new(config), Arc::new(Semaphore::new(0)));
+    let inputs = MountInputs { config, loaded: &loaded, public, idle: &no_idle, lasting: &lasting };
     let (_, mount_warnings) = host_table(&inputs);
     let warnings = config.warnings.iter().map(ToString::to_string).chain(mount_warnings).collect();
     let mut out = format!("config: {}\n", config.origin);
@@ -132,6 +131,10 @@ fn describe_grants(grants: &Grants) -> String {
     }
     if !grants.outgoing.is_empty() {
         parts.push(format!("HTTP requests to {}", grants.outgoing.join(", ")));
+    }
+    if !grants.connect.is_empty() {
+        let targets: Vec<String> = grants.connect.iter().map(ToString::to_string).collect();
+        parts.push(format!("TCP connections to {}", targets.join(", ")));
     }
     if grants.metrics {
         parts.push("the server's metrics".into());

@@ -6,8 +6,8 @@
 //! exposed as `canto_http_requests_total`; a family with a unit ends with it.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the request-duration histogram buckets.
@@ -30,6 +30,7 @@ pub struct Metrics {
     closed_idle: AtomicU64,
     slow_request_bodies: AtomicU64,
     websockets_open: AtomicI64,
+    links_open: AtomicI64,
     websocket_messages_in: AtomicU64,
     websocket_messages_out: AtomicU64,
     slow_response_bodies: AtomicU64,
@@ -79,9 +80,9 @@ pub struct Sample {
 }
 
 /// Counts an open connection until dropped.
-pub struct OpenConnection<'a>(&'a Metrics);
+pub struct OpenConnection(Arc<Metrics>);
 
-impl Drop for OpenConnection<'_> {
+impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.0.connections_open.fetch_sub(1, Relaxed);
     }
@@ -105,10 +106,10 @@ impl Metrics {
         self.duration_nanos.fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Relaxed);
     }
 
-    pub fn connection_opened(&self) -> OpenConnection<'_> {
+    pub fn connection_opened(self: &Arc<Self>) -> OpenConnection {
         self.connections.fetch_add(1, Relaxed);
         self.connections_open.fetch_add(1, Relaxed);
-        OpenConnection(self)
+        OpenConnection(Arc::clone(self))
     }
 
     /// Accepting paused: `http_max_connections` connections are open.
@@ -133,6 +134,11 @@ impl Metrics {
     /// A WebSocket opened (`true`) or closed.
     pub fn websocket_opened(&self, opened: bool) {
         self.websockets_open.fetch_add(if opened { 1 } else { -1 }, Relaxed);
+    }
+
+    /// A module's link opened (`true`) or closed.
+    pub fn link_opened(&self, opened: bool) {
+        self.links_open.fetch_add(if opened { 1 } else { -1 }, Relaxed);
     }
 
     /// A WebSocket message received (`true`) or sent.
@@ -258,6 +264,12 @@ impl Metrics {
                 "WebSocket connections open now.",
                 "",
                 self.websockets_open.load(Relaxed) as f64,
+            ),
+            gauge(
+                "canto_links_open",
+                "Outgoing connections modules hold open now (canto:http/links).",
+                "",
+                self.links_open.load(Relaxed) as f64,
             ),
             counter(
                 "canto_websocket_messages",

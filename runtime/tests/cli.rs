@@ -68,7 +68,7 @@ fn config_file(text: &str) -> tempfile::NamedTempFile {
 #[test]
 fn check_config_reports_warnings_and_what_would_be_served() {
     let config = config_file(
-        "http_port = 1\nhttp_module_grants = { whoami = { dirs = { \"/tmp\" }, env = { LANG = \"C\" } } }\nVirtualHost \"a.test\"\n  modules_enabled = { \"http_whoami\", \"http_hello\" }\n",
+        "http_port = 1\nhttp_module_grants = { whoami = { dirs = { \"/tmp\" }, env = { LANG = \"C\" }, connect = { \"LocalHost:5222\", \"[::1]:5223\" } } }\nVirtualHost \"a.test\"\n  modules_enabled = { \"http_whoami\", \"http_hello\" }\n",
     );
     let output = canto().args(["check", "config", "--config"]).arg(config.path()).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -76,7 +76,10 @@ fn check_config_reports_warnings_and_what_would_be_served() {
     assert!(stdout.contains(":1:13: unknown option 'http_port' (did you mean 'http_ports'?)"), "{stdout}");
     assert!(stdout.contains("VirtualHost \"a.test\""), "{stdout}");
     assert!(stdout.contains("http_whoami          http://a.test:5280/whoami/"), "{stdout}");
-    assert!(stdout.contains("may: read /tmp; environment LANG"), "{stdout}");
+    assert!(
+        stdout.contains("may: read /tmp; environment LANG; TCP connections to localhost:5222, [::1]:5223"),
+        "{stdout}"
+    );
     assert!(stdout.contains("may: nothing granted (no files, no environment, no network)"), "{stdout}");
     assert!(stdout.contains("16 MiB memory per instance") || stdout.contains("64 MiB memory per instance"), "{stdout}");
     assert!(stdout.ends_with("config OK\n"), "{stdout}");

@@ -78,6 +78,9 @@ pub const KNOWN: &[(&str, Scope)] = &[
     ("http_body_min_rate_window", Scope::Global),
     ("websocket_frame_buffer_limit", Scope::Global),
     ("http_websocket_max_connections", Scope::Global),
+    ("websocket_frame_fragment_limit", Scope::Global),
+    ("http_connect_ca_file", Scope::Global),
+    ("http_connect_idle_timeout", Scope::Global),
 ];
 
 /// Names in HTTP's namespaces, where an unknown name is probably a typo.

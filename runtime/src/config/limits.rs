@@ -37,6 +37,9 @@ pub const DEFAULT_BODY_MIN_RATE_WINDOW_SECS: u64 = 20;
 /// Default bound on a WebSocket message: Prosody's, twice its 256 KiB
 /// stanza size limit.
 pub const DEFAULT_WEBSOCKET_MAX_MESSAGE: u64 = 512 * 1024;
+/// Default bound on the frames one WebSocket message may arrive in
+/// (Prosody's `websocket_frame_fragment_limit`).
+pub const DEFAULT_WEBSOCKET_MAX_FRAGMENTS: u32 = 8;
 /// Default bound on one module's open WebSockets on one host.
 pub const DEFAULT_WEBSOCKET_MAX_CONNECTIONS: u64 = 10_000;
 /// The smallest request head bound hyper accepts.
@@ -67,6 +70,9 @@ pub struct ConnectionLimits {
     /// (`websocket_frame_buffer_limit`, as Prosody names it); a larger one
     /// closes the socket with 1009.
     pub websocket_max_message: usize,
+    /// Frames one WebSocket message may arrive in
+    /// (`websocket_frame_fragment_limit`); more close the socket with 1009.
+    pub websocket_max_fragments: u32,
     /// WebSockets one module may have open on one host
     /// (`http_websocket_max_connections`); more are answered 503.
     pub websocket_max_connections: usize,
@@ -195,6 +201,10 @@ pub(super) fn connection_limits(global: &Options) -> Result<ConnectionLimits, Co
             "websocket_frame_buffer_limit",
         )?
         .unwrap_or(DEFAULT_WEBSOCKET_MAX_MESSAGE) as usize,
+        websocket_max_fragments: match global.get("websocket_frame_fragment_limit") {
+            Some(value) => typed::positive_u32(value, "websocket_frame_fragment_limit")?,
+            None => DEFAULT_WEBSOCKET_MAX_FRAGMENTS,
+        },
         websocket_max_connections: positive_integer(
             global.get("http_websocket_max_connections"),
             "http_websocket_max_connections",

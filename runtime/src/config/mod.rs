@@ -25,7 +25,7 @@ use std::sync::Arc;
 use typed::{ServiceDefaults, boolean, listeners, string, string_list};
 
 pub use cors::{CorsOverride, CorsSettings};
-pub use grants::Grants;
+pub use grants::{ConnectSettings, ConnectTarget, Grants};
 use hosts::ModuleResolver;
 pub use hosts::{EnabledModule, ExternalUrl, HostConfig, HostOptions, ModuleSource, module_options};
 pub use limits::{ConnectionLimits, InstanceReuse, ModuleLimits};
@@ -99,6 +99,8 @@ pub struct Config {
     pub connections: ConnectionLimits,
     /// `http_module_grants`, by app name (module name without `http_`).
     pub grants: BTreeMap<String, Grants>,
+    /// How modules' granted outgoing TCP connections are made.
+    pub connect: ConnectSettings,
     /// `http_default_host`: where requests for unknown hosts go.
     pub default_host: Option<(String, Location)>,
     /// `http_errors_detailed`: put the internal cause of a 500 on the page.
@@ -160,6 +162,7 @@ impl Config {
             Some(value) => grants::module_grants(value)?,
             None => BTreeMap::new(),
         };
+        let connect = grants::connect_settings(&global)?;
         let resolver = ModuleResolver { plugin_paths: &plugin_paths, builtins };
 
         let hosts = hosts::hosts(&global, &raw.hosts, &resolver)?;
@@ -203,6 +206,7 @@ impl Config {
             limits,
             connections,
             grants,
+            connect,
             default_host,
             errors_detailed,
             pidfile,

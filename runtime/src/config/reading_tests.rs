@@ -199,6 +199,15 @@ fn each_unsupported_construct_and_bad_value_is_an_error_at_its_place() {
             "http_module_instance_reuse = { 1000 }",
             "1:32: http_module_instance_reuse: expected `app = requests` entries, like { hello = 1000 }",
         ),
+        (
+            "http_module_grants = { bosh = { connect = { \"localhost:5222\", \"localhost\" } } }",
+            "1:63: http_module_grants.bosh.connect: 'localhost' is not host:port",
+        ),
+        (
+            "http_connect_ca_file = \"/nonexistent/ca.pem\"",
+            "1:24: http_connect_ca_file: cannot read /nonexistent/ca.pem",
+        ),
+        ("websocket_frame_fragment_limit = 0", "1:34: websocket_frame_fragment_limit: expected a positive integer"),
     ];
     for (text, expected) in cases {
         let error = load(text).expect_err(text).to_string();

@@ -162,7 +162,10 @@ pub struct Activity {
     /// Set once a request asked to become a WebSocket: the stream then
     /// stops being HTTP, and the connection lasts until the socket ends.
     upgrading: AtomicBool,
-    upgrade: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+    /// What the connection's task held (its place under the cap, in the
+    /// drain), handed over when a WebSocket took the connection: dropped
+    /// with the last handle to this, i.e. when the socket's stream goes.
+    kept: Mutex<Option<Box<dyn Send>>>,
 }
 
 /// Response bodies waiting for the client to take what they gave hyper
@@ -195,7 +198,7 @@ impl Activity {
             timed_out: AtomicBool::new(false),
             sending: Mutex::new(Sending { window: PaceWindow::new(Instant::now()), waiting: 0 }),
             upgrading: AtomicBool::new(false),
-            upgrade: Mutex::new(None),
+            kept: Mutex::new(None),
         })
     }
 
@@ -225,28 +228,21 @@ impl Activity {
         self.any_read.load(Ordering::Relaxed)
     }
 
-    /// For a request that asks for a WebSocket: drop the returned sender
-    /// when the socket ends (or is refused); until then the connection is
-    /// held open, with its place under the cap.
-    pub fn hold_for_upgrade(&self) -> tokio::sync::oneshot::Sender<()> {
-        let (held, hold) = tokio::sync::oneshot::channel();
+    /// A request became a WebSocket: the stream stops being HTTP.
+    pub fn upgrade(&self) {
         self.upgrading.store(true, Ordering::Relaxed);
-        if let Ok(mut upgrade) = self.upgrade.lock() {
-            *upgrade = Some(hold);
-        }
-        held
     }
 
     pub fn upgrading(&self) -> bool {
         self.upgrading.load(Ordering::Relaxed)
     }
 
-    /// Resolves when a WebSocket this connection became has ended (at once
-    /// if there is none).
-    pub async fn upgrade_ended(&self) {
-        let hold = self.upgrade.lock().ok().and_then(|mut upgrade| upgrade.take());
-        if let Some(hold) = hold {
-            let _ = hold.await;
+    /// Keeps `held` as long as the connection's stream lives (see `kept`),
+    /// so the task that served its HTTP can end and free its memory: an
+    /// idle WebSocket costs its socket's buffers, not a finished HTTP task.
+    pub fn keep_while_open(&self, held: Box<dyn Send>) {
+        if let Ok(mut kept) = self.kept.lock() {
+            *kept = Some(held);
         }
     }
 
@@ -461,6 +457,7 @@ mod tests {
             max_header_bytes: 65536,
             body_min_rate: crate::body_pace::MinRate { bytes_per_second: 500, window: Duration::from_secs(20) },
             websocket_max_message: 1 << 19,
+            websocket_max_fragments: 8,
             websocket_max_connections: 10_000,
         }
     }

@@ -251,20 +251,20 @@ async fn accept_loop(
 
 /// Serves HTTP on one connection until it ends, the server stops, or it
 /// has been quiet too long (`http_first_byte_timeout`, `http_idle_timeout`).
-/// `_held` keeps the drain counter and the connection's place under the
+/// `held` keeps the drain counter and the connection's place under the
 /// cap until it closes.
 async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     stream: S,
     connection: ConnectionInfo,
     mut stop: watch::Receiver<bool>,
-    _held: (mpsc::Sender<()>, OwnedSemaphorePermit),
+    held: (mpsc::Sender<()>, OwnedSemaphorePermit),
 ) {
     let peer = connection.peer;
     let (activity, state) = (Arc::clone(&connection.activity), Arc::clone(&connection.live));
     let current = state.load_full();
     let metrics = Arc::clone(&current.metrics);
     let limits = current.connections.clone();
-    let _open = metrics.connection_opened();
+    let open = metrics.connection_opened();
     let requests = Arc::clone(&activity);
     // HTTP/2 streams run in tasks of their own: name the parent explicitly.
     let connection_span = tracing::Span::current();
@@ -324,8 +324,11 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     {
         activity.time_out();
     }
-    // A connection that became a WebSocket stays held until it ends.
-    activity.upgrade_ended().await;
+    if activity.upgrading() {
+        // A WebSocket took the connection: what this task held stays held
+        // until the socket's stream goes.
+        activity.keep_while_open(Box::new((held, open)));
+    }
     if let Err(error) = result {
         // Peers hang up mid-request all the time; not the server's fault.
         tracing::debug!(client.addr = %peer, %error, "connection ended with an error");

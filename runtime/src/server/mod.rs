@@ -10,6 +10,7 @@
 //! [`pipeline`] (one request, top to bottom) and [`reload`].
 
 mod connections;
+mod fragments;
 mod last_word;
 mod listener;
 mod mounts;
@@ -21,7 +22,7 @@ mod websocket;
 pub use reload::ReloadHandle;
 
 use mounts::{InstanceSlots, ServerState, build_state, public_listener};
-pub(crate) use mounts::{MountInputs, PublicListener, host_table, mounts_for};
+pub(crate) use mounts::{Lasting, MountInputs, PublicListener, host_table, mounts_for};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -82,9 +83,7 @@ impl Server {
         }
 
         let slots = InstanceSlots::new(&config.limits);
-        let metrics = Arc::new(crate::metrics::Metrics::default());
-        let websockets = Arc::default();
-        let state = build_state(config, &loaded, public, &slots, (&metrics, &websockets));
+        let state = build_state(config, &loaded, public, &slots, &Lasting::new(config));
         let shared = Arc::new(ArcSwap::from_pointee(state));
         let reloader =
             reload::Reloader::new(loader, certificates, config.clone(), versions, public, slots, Arc::clone(&shared));
@@ -128,15 +127,16 @@ impl Server {
         }
         drop(alive);
         let (_, requests) = self.reload_requests;
-        let self_websockets = Arc::clone(&self.state.load().websockets);
+        let lasting = Lasting::of(&self.state.load());
         tokio::spawn(self.reloader.run(requests, stopped.clone(), loops));
         shutdown.await;
         tracing::info!("shutting down ({addrs}): not accepting new connections, finishing requests in flight");
         let _ = stop.send(true);
-        let sockets = self_websockets.close_all();
+        let sockets = lasting.websockets.close_all();
         if sockets > 0 {
             tracing::info!("closing {sockets} WebSocket connections (1001)");
         }
+        lasting.links.close_all();
         match tokio::time::timeout(SHUTDOWN_GRACE, all_done.recv()).await {
             Ok(_) => tracing::info!("shutdown complete ({addrs})"),
             Err(_) => tracing::warn!("requests still running after {SHUTDOWN_GRACE:?}; closing them"),

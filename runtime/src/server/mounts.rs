@@ -15,6 +15,7 @@ use crate::config::{Config, ConnectionLimits, HostConfig, ModuleLimits};
 use crate::proxy::TrustedProxies;
 use crate::routing::{Mount, normalize_base_path};
 use crate::vhost::HostTable;
+use crate::wasm::link_registry::{LinkRegistry, LinkSettings};
 use crate::wasm::socket_registry::WsRegistry;
 use crate::wasm::{IdleInstances, LoadedModules, MountIdentity, WasmError};
 
@@ -37,6 +38,43 @@ pub(crate) struct ServerState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Every open WebSocket connection, across reloads.
     pub websockets: Arc<WsRegistry>,
+    /// Every open link of a module, across reloads.
+    pub links: Arc<LinkRegistry>,
+}
+
+/// What outlives a reload: counted, or open, across config versions.
+#[derive(Clone)]
+pub(crate) struct Lasting {
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub websockets: Arc<WsRegistry>,
+    pub links: Arc<LinkRegistry>,
+}
+
+impl Lasting {
+    /// Fresh, for a server starting (or a config being checked).
+    pub fn new(config: &Config) -> Self {
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let links = Arc::new(LinkRegistry::new(link_settings(config, &metrics)));
+        Self { metrics, websockets: Arc::default(), links }
+    }
+
+    /// What the state being replaced carried.
+    pub fn of(state: &ServerState) -> Self {
+        Self {
+            metrics: Arc::clone(&state.metrics),
+            websockets: Arc::clone(&state.websockets),
+            links: Arc::clone(&state.links),
+        }
+    }
+}
+
+fn link_settings(config: &Config, metrics: &Arc<crate::metrics::Metrics>) -> LinkSettings {
+    LinkSettings::new(
+        &config.connect.extra_roots,
+        config.connect.idle_timeout,
+        config.connections.websocket_max_connections,
+        Arc::clone(metrics),
+    )
 }
 
 impl ServerState {
@@ -94,11 +132,9 @@ pub(crate) struct MountInputs<'a> {
     pub loaded: &'a LoadedModules,
     /// Where module URLs point.
     pub public: Option<PublicListener>,
-    pub metrics: &'a Arc<crate::metrics::Metrics>,
     /// Slots for instances kept idle between requests.
     pub idle: &'a Arc<Semaphore>,
-    /// Every open WebSocket connection, across reloads.
-    pub websockets: &'a Arc<WsRegistry>,
+    pub lasting: &'a Lasting,
 }
 
 /// Most instances kept idle for reuse, server-wide.
@@ -145,9 +181,10 @@ pub(crate) fn build_state(
     loaded: &LoadedModules,
     public: Option<PublicListener>,
     slots: &InstanceSlots,
-    (metrics, websockets): (&Arc<crate::metrics::Metrics>, &Arc<WsRegistry>),
+    lasting: &Lasting,
 ) -> ServerState {
-    let inputs = MountInputs { config, loaded, public, metrics, idle: &slots.idle, websockets };
+    let inputs = MountInputs { config, loaded, public, idle: &slots.idle, lasting };
+    lasting.links.configure(link_settings(config, &lasting.metrics));
     let (hosts, warnings) = host_table(&inputs);
     for warning in warnings {
         tracing::warn!("{warning}");
@@ -160,8 +197,9 @@ pub(crate) fn build_state(
         proxies: TrustedProxies::new(config.trusted_proxies.clone()),
         max_content_size: config.max_content_size,
         connections: config.connections.clone(),
-        metrics: Arc::clone(metrics),
-        websockets: Arc::clone(websockets),
+        metrics: Arc::clone(&lasting.metrics),
+        websockets: Arc::clone(&lasting.websockets),
+        links: Arc::clone(&lasting.links),
     }
 }
 
@@ -216,7 +254,7 @@ pub(crate) fn host_table(inputs: &MountInputs<'_>) -> (HostTable, Vec<String>) {
 
 /// A host's modules at their base paths.
 pub(crate) fn mounts_for(inputs: &MountInputs<'_>, host: &HostConfig) -> Vec<Mount> {
-    let MountInputs { config, loaded, public, metrics, idle, .. } = *inputs;
+    let MountInputs { config, loaded, public, idle, lasting } = *inputs;
     let host_name: Arc<str> = Arc::from(host.name.as_str());
     let mut mounts = Vec::new();
     for enabled in &host.modules {
@@ -239,8 +277,9 @@ pub(crate) fn mounts_for(inputs: &MountInputs<'_>, host: &HostConfig) -> Vec<Mou
             module: module.name.clone(),
             host: host_name.clone(),
             options: crate::config::module_options(host, &module.metadata.options),
-            metrics: grants.metrics.then(|| Arc::clone(metrics)),
-            websockets: Some(Arc::clone(inputs.websockets)),
+            metrics: grants.metrics.then(|| Arc::clone(&lasting.metrics)),
+            websockets: Some(Arc::clone(&lasting.websockets)),
+            links: Some(Arc::clone(&lasting.links)),
             grants,
         };
         mounts.push(Mount {

@@ -19,7 +19,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, watch};
 
 use super::listener::{self, AcceptLoops};
-use super::mounts::{InstanceSlots, PublicListener, ServerState, build_state, public_listener};
+use super::mounts::{InstanceSlots, Lasting, PublicListener, ServerState, build_state, public_listener};
 use crate::config::{Config, ModuleSource};
 use crate::tls::HttpsCertificates;
 use crate::wasm::{LoadedModules, ModuleLoader, Versions};
@@ -193,14 +193,13 @@ impl Reloader {
 
     fn commit(&mut self, config: Config, loaded: &LoadedModules, versions: Versions) {
         log_changes(&self.config, &self.versions, &config, &versions);
-        let current = self.shared.load();
-        let (metrics, websockets) = (Arc::clone(&current.metrics), Arc::clone(&current.websockets));
+        let lasting = Lasting::of(&self.shared.load());
         if config.limits.instance_reuse.any() && !self.slots.can_keep_idle() {
             tracing::warn!(
                 "http_module_instance_reuse takes effect after a restart (its share of http_module_pool_size is set at start)"
             );
         }
-        let state = build_state(&config, loaded, self.public, &self.slots, (&metrics, &websockets));
+        let state = build_state(&config, loaded, self.public, &self.slots, &lasting);
         self.shared.store(Arc::new(state));
         self.config = config;
         self.versions = versions;

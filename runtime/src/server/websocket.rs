@@ -22,11 +22,14 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{self, Message as Frame};
 use tracing::Instrument as _;
 
+use super::fragments::FragmentLimit;
 use super::mounts::ServerState;
 use super::refusal::Refusal;
 use crate::error_page::full_body;
 use crate::metrics::Metrics;
 use crate::routing::{Mount, Route};
+use crate::wasm::link_registry::LinkEvent;
+use crate::wasm::links::LinkEventKind;
 use crate::wasm::socket_registry::{Outgoing, Peer, Room, SEND_QUEUE, WsEvent, WsRegistry};
 use crate::wasm::websocket::{ConnectionInfo, EventKind, Message, WebsocketSupport};
 use crate::wasm::{ModuleBody, SandboxLimits};
@@ -36,6 +39,9 @@ const CLOSE_TIME: Duration = Duration::from_secs(2);
 /// tungstenite's read buffer per socket; it grows for larger frames. (Its
 /// default, 128 KiB, would be most of what an idle socket costs.)
 const READ_BUFFER: usize = 8 * 1024;
+/// Link events waiting for the socket's task; a link stops reading from
+/// its peer while this many wait.
+const LINK_EVENTS: usize = 4;
 
 /// Whether the request asks to become a WebSocket.
 pub fn is_upgrade<B>(request: &Request<B>) -> bool {
@@ -61,7 +67,7 @@ pub struct Upgrade<'a> {
     pub client_ip: std::net::IpAddr,
     pub secure: bool,
     pub raw_path_with_query: Arc<str>,
-    /// The HTTP connection's, held open as long as the socket.
+    /// The HTTP connection's: it stops being HTTP once upgraded.
     pub activity: &'a Arc<super::connections::Activity>,
 }
 
@@ -88,8 +94,9 @@ pub async fn upgrade(
     };
     // Joined before the module hears of it, so what it sends on open
     // (a greeting, a broadcast) is queued for the socket.
-    let (outbox, inbox) = mpsc::channel(SEND_QUEUE);
-    let peer = Peer::new(outbox);
+    let (outbox, outgoing) = mpsc::channel(SEND_QUEUE);
+    let (link_events, links) = mpsc::channel(LINK_EVENTS);
+    let peer = Peer::new(outbox, link_events);
     let membership = Membership { registry: Arc::clone(&registry), room: mount.identity.room(), id };
     if !registry.join(&membership.room, id, peer.clone(), state.connections.websocket_max_connections) {
         tracing::warn!(
@@ -99,7 +106,7 @@ pub async fn upgrade(
         );
         return Err(Refusal::Busy);
     }
-    let refused = run_event(state, mount, support, &info, &peer, EventKind::Open).await?;
+    let refused = run_event(state, mount, support, &info, &peer, Event::Socket(EventKind::Open)).await?;
     if let Some(status) = refused {
         // Only a client or server error refuses; anything else reads as 403.
         let status = StatusCode::from_u16(status).ok().filter(|s| s.is_client_error() || s.is_server_error());
@@ -107,10 +114,12 @@ pub async fn upgrade(
     }
 
     let on_upgrade = hyper::upgrade::on(&mut request);
-    // From here the connection is a WebSocket: held open (with its place
-    // under the cap) until the socket ends.
-    let held = activity.hold_for_upgrade();
+    // From here the connection is a WebSocket, open (with its place under
+    // the cap) until the socket ends.
+    activity.upgrade();
+    let too_many_fragments = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let socket = Socket {
+        too_many_fragments: Arc::clone(&too_many_fragments),
         live: Arc::clone(live),
         site,
         routed_path,
@@ -118,24 +127,24 @@ pub async fn upgrade(
         membership,
         info,
         peer,
-        inbox: tokio::sync::Mutex::new(inbox),
+        inboxes: tokio::sync::Mutex::new(Inboxes { outgoing, links }),
     };
     let limits = &state.connections;
     let config = WebSocketConfig::default()
         .max_message_size(Some(limits.websocket_max_message))
         .max_frame_size(Some(limits.websocket_max_message))
         .read_buffer_size(READ_BUFFER);
-    let idle = limits.idle_timeout;
+    let (idle, max_fragments) = (limits.idle_timeout, limits.websocket_max_fragments);
     tokio::spawn(
         async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
-                    let stream = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config));
+                    let counted = FragmentLimit::new(TokioIo::new(upgraded), max_fragments, too_many_fragments);
+                    let stream = WebSocketStream::from_raw_socket(counted, Role::Server, Some(config));
                     socket.serve(stream.await, idle).await;
                 }
                 Err(error) => tracing::debug!(%error, "WebSocket upgrade failed"),
             }
-            drop(held);
         }
         .in_current_span(),
     );
@@ -200,6 +209,12 @@ fn switching_protocols(key: &HeaderValue, subprotocol: Option<String>) -> Respon
     response
 }
 
+/// An event of a connection: its own, or one of a link it owns.
+enum Event {
+    Socket(EventKind),
+    Link(LinkEventKind),
+}
+
 /// Runs one event of a connection in a fresh instance of `support`'s
 /// module, once a slot is free; `Ok(Some(status))` is a refused open.
 async fn run_event(
@@ -208,13 +223,24 @@ async fn run_event(
     support: &WebsocketSupport,
     info: &ConnectionInfo,
     peer: &Peer,
-    kind: EventKind,
+    event: Event,
 ) -> Result<Option<u16>, Refusal> {
     let _permits = state.module_slots(mount).await?;
-    let event = WsEvent { info: info.clone(), state: Arc::clone(&peer.state) };
+    let link_handler = mount.module.links.as_ref();
+    let facts = WsEvent {
+        info: info.clone(),
+        state: Arc::clone(&peer.state),
+        link_events: link_handler.map(|_| peer.link_events.clone()),
+    };
     let budgets = (state.limits.timeout, state.limits.wall_timeout);
     let sandbox = SandboxLimits::from(&state.limits);
-    let result = support.run(Arc::clone(&mount.identity), &sandbox, budgets, event, kind).await;
+    let identity = Arc::clone(&mount.identity);
+    let result = match (event, link_handler) {
+        (Event::Socket(kind), _) => support.run(identity, &sandbox, budgets, facts, kind).await,
+        (Event::Link(kind), Some(links)) => links.run(identity, &sandbox, budgets, facts, kind).await.map(|()| None),
+        // A version without a link handler took over: nobody to tell.
+        (Event::Link(_), None) => return Ok(None),
+    };
     let outcome =
         result.as_ref().map_or_else(crate::wasm::WasmError::outcome, |_| crate::metrics::ModuleOutcome::Answered);
     state.metrics.module_run(&mount.module.name, outcome);
@@ -230,7 +256,18 @@ struct Socket {
     membership: Membership,
     info: ConnectionInfo,
     peer: Peer,
-    inbox: tokio::sync::Mutex<mpsc::Receiver<Outgoing>>,
+    inboxes: tokio::sync::Mutex<Inboxes>,
+    /// Set when a message came in more frames than
+    /// `websocket_frame_fragment_limit`.
+    too_many_fragments: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// What a socket's task receives besides the client's frames.
+struct Inboxes {
+    /// What modules send to the client.
+    outgoing: mpsc::Receiver<Outgoing>,
+    /// Events of the links the connection owns.
+    links: mpsc::Receiver<LinkEvent>,
 }
 
 /// How a socket ended, for the module's `on-close`.
@@ -279,7 +316,8 @@ impl Socket {
         drop(stream);
         self.membership.leave();
         metrics.websocket_opened(false);
-        let _ = self.event(EventKind::Close(ended.code, ended.reason)).await;
+        let _ = self.event(Event::Socket(EventKind::Close(ended.code, ended.reason))).await;
+        self.live.load().links.close_socket(&self.membership.room, self.info.id);
     }
 
     /// Carries messages both ways until the socket ends.
@@ -287,7 +325,8 @@ impl Socket {
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
-        let mut inbox = self.inbox.lock().await;
+        let mut inboxes = self.inboxes.lock().await;
+        let Inboxes { outgoing: inbox, links } = &mut *inboxes;
         let mut last_heard = tokio::time::Instant::now();
         let mut ticker = tokio::time::interval((idle / 2).max(Duration::from_secs(1)));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -311,7 +350,7 @@ impl Socket {
                         None => return Ended::lost(),
                     };
                     metrics.websocket_message(true);
-                    let event = self.event(EventKind::Message(message)).await;
+                    let event = self.event(Event::Socket(EventKind::Message(message))).await;
                     // The client was not read during the event: count from now.
                     last_heard = tokio::time::Instant::now();
                     if let Err(ended) = event {
@@ -333,6 +372,15 @@ impl Socket {
                     Some(Outgoing::Close(code, reason)) => return close(stream, code, &reason).await,
                     None => return Ended::lost(),
                 },
+                Some(event) = links.recv() => {
+                    let kind = match event {
+                        LinkEvent::Data(link, data) => LinkEventKind::Data(link, data),
+                        LinkEvent::Closed(link, reason) => LinkEventKind::Closed(link, reason),
+                    };
+                    if let Err(ended) = self.event(Event::Link(kind)).await {
+                        return close(stream, ended.code, &ended.reason).await;
+                    }
+                }
                 _ = self.peer.wake.notified() => {
                     if self.peer.overflowed.load(Ordering::Relaxed) {
                         tracing::warn!(module = %self.module, "WebSocket {} does not read what it is sent; closed with 1008", self.info.id);
@@ -356,7 +404,7 @@ impl Socket {
 
     /// Runs an event on the module version serving now; a failure closes
     /// this socket (1011), and nothing else.
-    async fn event(&self, kind: EventKind) -> Result<(), Ended> {
+    async fn event(&self, event: Event) -> Result<(), Ended> {
         let state = self.live.load_full();
         let routed = state.hosts.site(&self.site).map(|site| site.route(&self.routed_path));
         let mount = match routed {
@@ -366,8 +414,8 @@ impl Socket {
         let Some(support) = mount.module.websocket.clone() else {
             return Err(Ended { code: 1001, reason: "the module no longer serves WebSockets".into() });
         };
-        let closing = matches!(kind, EventKind::Close(..));
-        match run_event(&state, mount, &support, &self.info, &self.peer, kind).await {
+        let closing = matches!(event, Event::Socket(EventKind::Close(..)));
+        match run_event(&state, mount, &support, &self.info, &self.peer, event).await {
             Ok(_) => Ok(()),
             Err(Refusal::Module(error)) => {
                 tracing::error!(host = %mount.host, module = %mount.module.name, "WebSocket {} closed with 1011: {error}", self.info.id);
@@ -386,6 +434,7 @@ impl Socket {
         use tungstenite::error::{CapacityError, Error, ProtocolError};
         let (code, reason) = match &error {
             Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => return Ended::lost(),
+            Error::Io(_) if self.too_many_fragments.load(Ordering::Relaxed) => (1009, "message in too many fragments"),
             Error::Utf8(..) => (1007, "invalid UTF-8"),
             Error::Capacity(CapacityError::MessageTooLong { .. }) => (1009, "message too big"),
             Error::Capacity(_) => (1009, "frame too big"),

@@ -1,10 +1,21 @@
 //! Host-side bindings to canto's WIT (`wit/canto.wit`).
 
-/// canto's imports: `context`, `log`, `metrics` and `websocket`.
+/// canto's imports: `context`, `log`, `metrics`, `websocket` and `links`
+/// (async: connecting and `receive` wait on the network).
 pub mod imports {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "canto:http/imports",
+        imports: {
+            "canto:http/links.open": async,
+            "canto:http/links.find": async,
+            "canto:http/links.send": async,
+            "canto:http/links.receive": async,
+            "canto:http/links.close": async,
+            "canto:http/links.state": async,
+            "canto:http/links.set-state": async,
+            "canto:http/links.connection": async,
+        },
     });
 }
 
@@ -24,5 +35,18 @@ pub mod websocket {
         world: "canto:http/websocket-provider",
         exports: { default: async },
         with: { "canto:http/websocket": super::imports::canto::http::websocket },
+    });
+}
+
+/// The optional `canto:http/link-handler` export.
+pub mod links {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "canto:http/link-provider",
+        exports: { default: async },
+        with: {
+            "canto:http/websocket": super::imports::canto::http::websocket,
+            "canto:http/links": super::imports::canto::http::links,
+        },
     });
 }

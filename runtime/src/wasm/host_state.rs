@@ -64,6 +64,8 @@ pub struct MountIdentity {
     /// The server's WebSocket connections (this module reaches only its
     /// own on this host); `None` while loading.
     pub websockets: Option<Arc<super::socket_registry::WsRegistry>>,
+    /// The server's links (again, this module reaches only its own here).
+    pub links: Option<Arc<super::link_registry::LinkRegistry>>,
 }
 
 impl MountIdentity {

@@ -6,11 +6,15 @@
 //! fresh store, a fresh sandbox with nothing granted ([`host_state`]), a
 //! memory limit and a deadline ([`invoke`]), unless the operator lets the
 //! module reuse instances ([`reuse`]). A trap costs that one request.
+//! WebSockets ([`websocket`], [`socket_registry`]) and outgoing links
+//! ([`links`], [`link_registry`]) are owned by the host between events.
 
 mod bindings;
 pub mod engine;
 mod host_state;
 mod invoke;
+pub mod link_registry;
+pub mod links;
 mod loader;
 mod module;
 mod outbound;

@@ -10,6 +10,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use super::WasmError;
 use super::bindings::{imports, metadata};
 use super::host_state::{InstanceState, SandboxLimits};
+use super::links::LinkSupport;
 use super::websocket::WebsocketSupport;
 
 /// What a module declared about itself (or Prosody's defaults).
@@ -39,6 +40,8 @@ pub struct LoadedModule {
     pub(super) proxy: ProxyPre<InstanceState>,
     /// Its WebSocket handler, if it exports one.
     pub websocket: Option<Arc<WebsocketSupport>>,
+    /// Its link handler, if it exports one.
+    pub links: Option<Arc<LinkSupport>>,
     /// One permit per request this module may run at once.
     pub concurrency: Arc<tokio::sync::Semaphore>,
     /// The permits `concurrency` was made with (`http_module_max_concurrency`).
@@ -89,6 +92,7 @@ impl LoadedModule {
         let metadata_pre = metadata::MetadataProviderPre::new(pre.clone()).ok();
         let sandbox = SandboxLimits::from(limits);
         let websocket = WebsocketSupport::load(engine, &module, pre.clone(), &sandbox).await?.map(Arc::new);
+        let links = LinkSupport::find(pre.clone()).map(Arc::new);
         let proxy = ProxyPre::new(pre).map_err(|_| WasmError::NotAnHttpModule { module: module.clone() })?;
 
         let metadata = match metadata_pre {
@@ -96,7 +100,15 @@ impl LoadedModule {
             None => ModuleMetadata::default(),
         };
         let concurrency = Arc::new(tokio::sync::Semaphore::new(limits.max_concurrency as usize));
-        Ok(Self { name: module, metadata, proxy, websocket, concurrency, concurrency_limit: limits.max_concurrency })
+        Ok(Self {
+            name: module,
+            metadata,
+            proxy,
+            websocket,
+            links,
+            concurrency,
+            concurrency_limit: limits.max_concurrency,
+        })
     }
 
     /// The same compiled module with a fresh share of `limit` concurrent
@@ -108,6 +120,7 @@ impl LoadedModule {
             metadata: self.metadata.clone(),
             proxy: self.proxy.clone(),
             websocket: self.websocket.clone(),
+            links: self.links.clone(),
             concurrency: Arc::new(tokio::sync::Semaphore::new(limit as usize)),
             concurrency_limit: limit,
         }

@@ -38,11 +38,20 @@ pub struct Peer {
     /// Set when its send queue overflowed: the connection closes with 1008.
     pub overflowed: Arc<AtomicBool>,
     pub wake: Arc<Notify>,
+    /// Events of the links the connection owns, for its socket task.
+    pub link_events: mpsc::Sender<super::link_registry::LinkEvent>,
 }
 
 impl Peer {
-    pub fn new(outbox: mpsc::Sender<Outgoing>) -> Self {
-        Self { outbox, state: Arc::default(), queued: Arc::default(), overflowed: Arc::default(), wake: Arc::default() }
+    pub fn new(outbox: mpsc::Sender<Outgoing>, link_events: mpsc::Sender<super::link_registry::LinkEvent>) -> Self {
+        Self {
+            outbox,
+            state: Arc::default(),
+            queued: Arc::default(),
+            overflowed: Arc::default(),
+            wake: Arc::default(),
+            link_events,
+        }
     }
 
     /// A message left the queue for the socket.
@@ -169,4 +178,7 @@ impl WsRegistry {
 pub struct WsEvent {
     pub info: ConnectionInfo,
     pub state: Arc<Mutex<Vec<u8>>>,
+    /// Where links bound to the connection send their events; `None` when
+    /// the module does not export `link-handler` (it may not bind any).
+    pub link_events: Option<mpsc::Sender<super::link_registry::LinkEvent>>,
 }

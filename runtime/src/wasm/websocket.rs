@@ -67,11 +67,7 @@ impl WebsocketSupport {
         kind: EventKind,
     ) -> Result<Option<u16>, WasmError> {
         let module = mount.module.clone();
-        let mut state = InstanceState::new(mount, None, sandbox);
-        state.websocket = Some(event);
-        let mut store = Store::new(self.pre.engine(), state);
-        store.limiter(|state| &mut state.limits);
-        engine::deadline(&mut store, cpu);
+        let mut store = event_store(self.pre.engine(), mount, sandbox, cpu, event);
         let call = async {
             let instance = self.pre.instantiate_async(&mut store).await?;
             let handler = instance.canto_http_websocket_handler();
@@ -81,14 +77,38 @@ impl WebsocketSupport {
                 EventKind::Close(code, reason) => handler.call_on_close(&mut store, code, &reason).await.map(|()| None),
             }
         };
-        match tokio::time::timeout(wall, call).await {
-            Ok(Ok(refused)) => Ok(refused),
-            Ok(Err(cause)) if cause.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) => {
-                Err(WasmError::Timeout { module, limit: "CPU time" })
-            }
-            Ok(Err(cause)) => Err(WasmError::Failed { module, cause }),
-            Err(_) => Err(WasmError::Timeout { module, limit: "wall-clock time" }),
+        settle(module, tokio::time::timeout(wall, call).await)
+    }
+}
+
+/// A fresh store for one event of a connection, within its CPU budget.
+pub(super) fn event_store(
+    wasm: &Engine,
+    mount: Arc<MountIdentity>,
+    sandbox: &SandboxLimits,
+    cpu: Duration,
+    event: WsEvent,
+) -> Store<InstanceState> {
+    let mut state = InstanceState::new(mount, None, sandbox);
+    state.websocket = Some(event);
+    let mut store = Store::new(wasm, state);
+    store.limiter(|state| &mut state.limits);
+    engine::deadline(&mut store, cpu);
+    store
+}
+
+/// How an event's call within its wall-clock budget ended.
+pub(super) fn settle<T>(
+    module: Arc<str>,
+    ended: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+) -> Result<T, WasmError> {
+    match ended {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(cause)) if cause.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) => {
+            Err(WasmError::Timeout { module, limit: "CPU time" })
         }
+        Ok(Err(cause)) => Err(WasmError::Failed { module, cause }),
+        Err(_) => Err(WasmError::Timeout { module, limit: "wall-clock time" }),
     }
 }
 
@@ -101,6 +121,7 @@ pub(super) fn loading_mount(module: &Arc<str>) -> Arc<MountIdentity> {
         grants: Default::default(),
         metrics: None,
         websockets: None,
+        links: None,
     })
 }
 

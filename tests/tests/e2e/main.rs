@@ -33,6 +33,7 @@ mod https;
 mod instance_reuse;
 mod languages;
 mod lifecycle;
+mod links;
 mod modules;
 mod openmetrics;
 mod protocol;

@@ -6,7 +6,7 @@ use super::*;
 
 /// Runs a Python script (with `websockets` imported and `PORT` set) that
 /// prints one JSON object; returns it.
-async fn python(port: u16, script: &str) -> serde_json::Value {
+pub(super) async fn python(port: u16, script: &str) -> serde_json::Value {
     let prelude = format!(
         "import asyncio, json, socket, sys, base64, os\nimport websockets\nfrom websockets.asyncio.client import connect\nPORT = {port}\n\
          def ws(host, path, **options):\n    return connect(f\"ws://{{host}}:{{PORT}}{{path}}\", host=\"127.0.0.1\", **options)\n\
@@ -26,6 +26,7 @@ async fn python(port: u16, script: &str) -> serde_json::Value {
 
 const SITE: &str = r#"
 websocket_frame_buffer_limit = 65536
+websocket_frame_fragment_limit = 4
 access_control_allow_origins = { "http://good.example" }
 VirtualHost "ws.test"
     modules_enabled = { "http_ws_echo", "http_ws_chat", "http_hello" }
@@ -46,6 +47,7 @@ async def main():
         out["binary"] = list(await echo.recv())
         await echo.send("")
         out["empty"] = await echo.recv()
+        # Four frames (websockets ends with an empty final one): at the limit.
         await echo.send(["frag", "men", "ted"])
         out["fragmented"] = await echo.recv()
         big = "x" * 65536
@@ -63,6 +65,12 @@ async def main():
             await big.recv()
         except websockets.exceptions.ConnectionClosed as closed:
             out["over_limit"] = closed.rcvd.code if closed.rcvd else None
+    async with ws("ws.test", "/ws_echo/") as many:
+        await many.send(["a", "b", "c", "d"])
+        try:
+            await many.recv()
+        except websockets.exceptions.ConnectionClosed as closed:
+            out["too_many_fragments"] = closed.rcvd.code if closed.rcvd else None
     async with ws("ws.test", "/ws_echo/", subprotocols=["other"]) as other:
         out["unknown_subprotocol"] = other.subprotocol
 finish(main)
@@ -74,6 +82,7 @@ finish(main)
     assert_eq!(seen["binary"], serde_json::json!([0, 1, 255]));
     assert_eq!(seen["empty"], "");
     assert_eq!(seen["fragmented"], "fragmented");
+    assert_eq!(seen["too_many_fragments"], 1009, "websocket_frame_fragment_limit: {seen}");
     assert_eq!(seen["at_limit"], 65536);
     assert_eq!(seen["pong"], true);
     assert_eq!(seen["over_limit"], 1009, "{seen}");

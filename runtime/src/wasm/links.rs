@@ -1,0 +1,135 @@
+//! The host side of `canto:http/links`: what an instance may do with its
+//! module's links ([`super::link_registry`] keeps them; a target must be in
+//! the module's `connect` grant), and running a link's event for the
+//! WebSocket connection it belongs to, in a fresh instance.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::InstancePre;
+
+use super::WasmError;
+use super::bindings::imports::canto::http::links::{Host, Owner};
+use super::bindings::links::LinkProviderPre;
+use super::host_state::{InstanceState, MountIdentity, SandboxLimits};
+use super::link_registry::{self, LinkRegistry, Target};
+use super::socket_registry::WsEvent;
+
+/// One event of a link bound to a WebSocket connection.
+pub enum LinkEventKind {
+    Data(u64, Vec<u8>),
+    Closed(u64, String),
+}
+
+/// A module's `link-handler` export, found when it is loaded.
+pub struct LinkSupport {
+    pre: LinkProviderPre<InstanceState>,
+}
+
+impl std::fmt::Debug for LinkSupport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkSupport").finish_non_exhaustive()
+    }
+}
+
+impl LinkSupport {
+    pub(super) fn find(pre: InstancePre<InstanceState>) -> Option<Self> {
+        LinkProviderPre::new(pre).ok().map(|pre| Self { pre })
+    }
+
+    /// Runs one event in a fresh instance, as the connection's own events
+    /// run (the same budgets; `websocket.current` is that connection).
+    pub async fn run(
+        &self,
+        mount: Arc<MountIdentity>,
+        sandbox: &SandboxLimits,
+        (cpu, wall): (Duration, Duration),
+        event: WsEvent,
+        kind: LinkEventKind,
+    ) -> Result<(), WasmError> {
+        let module = mount.module.clone();
+        let mut store = super::websocket::event_store(self.pre.engine(), mount, sandbox, cpu, event);
+        let call = async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            let handler = instance.canto_http_link_handler();
+            match kind {
+                LinkEventKind::Data(link, data) => handler.call_on_data(&mut store, link, &data).await,
+                LinkEventKind::Closed(link, reason) => handler.call_on_closed(&mut store, link, &reason).await,
+            }
+        };
+        super::websocket::settle(module, tokio::time::timeout(wall, call).await)
+    }
+}
+
+impl InstanceState {
+    fn link_registry(&self) -> Result<&Arc<LinkRegistry>, String> {
+        self.mount.links.as_ref().ok_or_else(|| "no links here".to_string())
+    }
+
+    fn link(&self, id: u64) -> Result<Arc<link_registry::Link>, String> {
+        self.link_registry()?.get(&self.mount.room(), id)
+    }
+}
+
+/// `canto:http/links` for an instance: its own module's links on its own
+/// host, to targets its grant names.
+impl Host for InstanceState {
+    async fn open(&mut self, target: String, tls: bool, owner: Owner) -> Result<u64, String> {
+        let registry = Arc::clone(self.link_registry()?);
+        let target = Target::parse(&target)?;
+        if !self.mount.grants.connect.iter().any(|granted| granted == &target) {
+            return Err(format!(
+                "module {} may not connect to {target} (http_module_grants: connect)",
+                self.mount.module
+            ));
+        }
+        let owner = match owner {
+            Owner::Key(key) => link_registry::Owner::Key(key),
+            Owner::Websocket => {
+                let event = self.websocket.as_ref().ok_or("no WebSocket connection in this call")?;
+                let events = event
+                    .link_events
+                    .clone()
+                    .ok_or_else(|| format!("module {} does not export canto:http/link-handler", self.mount.module))?;
+                link_registry::Owner::Socket { id: event.info.id, events }
+            }
+        };
+        registry.open(self.mount.room(), &target, tls, owner).await
+    }
+
+    async fn find(&mut self, key: String) -> Option<u64> {
+        self.link_registry().ok()?.find(&self.mount.room(), &key)
+    }
+
+    async fn send(&mut self, link: u64, data: Vec<u8>) -> Result<(), String> {
+        self.link(link)?.send(data)
+    }
+
+    async fn receive(&mut self, link: u64, max_wait_ms: u32) -> Result<Vec<u8>, String> {
+        let keyed = self.link(link)?;
+        let received = keyed.receive(Duration::from_millis(u64::from(max_wait_ms))).await;
+        if received.is_err() && keyed.socket.is_none() {
+            // The module has learnt that the link ended: its key is free.
+            self.link_registry()?.close(&self.mount.room(), link);
+        }
+        received
+    }
+
+    async fn close(&mut self, link: u64) {
+        if let Ok(registry) = self.link_registry() {
+            registry.close(&self.mount.room(), link);
+        }
+    }
+
+    async fn state(&mut self, link: u64) -> Result<Vec<u8>, String> {
+        self.link(link)?.state()
+    }
+
+    async fn set_state(&mut self, link: u64, state: Vec<u8>) -> Result<(), String> {
+        self.link(link)?.set_state(state)
+    }
+
+    async fn connection(&mut self, link: u64) -> Option<u64> {
+        self.link(link).ok()?.socket
+    }
+}
