@@ -25,7 +25,8 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use canto::config::{Config, ModuleLimits};
 use canto::wasm::{
-    IdleInstances, InstanceState, Invocation, LoadedModule, MountIdentity, RequestFacts, SandboxLimits, linker,
+    Answered, IdleInstances, InstanceState, Invocation, LoadedModule, MountIdentity, RequestFacts, SandboxLimits,
+    linker,
 };
 
 const MODULES: [(&str, &str); 2] = [("http_hello", canto_guests::HTTP_HELLO), ("http_plain", canto_guests::HTTP_PLAIN)];
@@ -111,7 +112,9 @@ fn per_request(c: &mut Criterion) {
                     };
                     let request =
                         http::Request::get("http://localhost/hello/").body(Empty::<Bytes>::new()).expect("a request");
-                    let response = invocation.run(request).await.expect("the module answers");
+                    let Ok(Answered::Now(response)) = invocation.run(request).await else {
+                        panic!("the module answers")
+                    };
                     let body = response.into_body().collect().await.expect("a whole body").to_bytes();
                     assert!(!body.is_empty());
                 });

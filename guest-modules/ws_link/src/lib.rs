@@ -10,12 +10,15 @@
 //!   `close-link` closes the link from this side.
 //! - A plain GET uses a keyed link (`key`): opened on first use, `send`
 //!   queued to it, then up to `wait` milliseconds of what arrived is the
-//!   answer; `close=1` closes it. 404 for `open=0` with no such link, 502
-//!   with the reason when the link cannot be opened or has closed.
+//!   answer (`queued` without `wait`); `close=1` closes it. 404 for `open=0` with no such link, 502
+//!   with the reason when the link cannot be opened or has closed. With
+//!   `park=1` the request is parked on the link instead of waiting in the
+//!   instance, and answered by `on-wake` (`X-Woken: data`, `timeout` or
+//!   `ended`).
 
 wit_bindgen::generate!({
     path: "../../wit",
-    world: "canto:http/websocket-link-module",
+    world: "canto:http/bridge-module",
     generate_all,
 });
 
@@ -50,7 +53,13 @@ fn respond(out: ResponseOutparam, status: u16, body: &[u8]) {
     let _ = OutgoingBody::finish(outgoing, None);
 }
 
-fn keyed(query: &str) -> Result<(u16, Vec<u8>), (u16, String)> {
+/// What a GET on a keyed link comes to.
+enum Keyed {
+    Answer(u16, Vec<u8>),
+    Parked,
+}
+
+fn keyed(query: &str) -> Result<Keyed, (u16, String)> {
     let key = param(query, "key").ok_or((400, "key is required".to_string()))?;
     let link = match links::find(&key) {
         Some(link) => link,
@@ -63,21 +72,32 @@ fn keyed(query: &str) -> Result<(u16, Vec<u8>), (u16, String)> {
     };
     if param(query, "close").as_deref() == Some("1") {
         links::close(link);
-        return Ok((200, b"closed".to_vec()));
+        return Ok(Keyed::Answer(200, b"closed".to_vec()));
+    }
+    let wait = param(query, "wait").and_then(|w| w.parse().ok());
+    let park = param(query, "park").as_deref() == Some("1");
+    // Parked first, then sent: what the peer answers comes to this request,
+    // not to an earlier one still waiting on the link.
+    if let (Some(wait), true) = (wait, park) {
+        links::park(link, wait).map_err(|error| (500, error))?;
     }
     if let Some(text) = param(query, "send") {
         links::send(link, format!("{text}\n").as_bytes()).map_err(|error| (502, error))?;
     }
-    let wait = param(query, "wait").and_then(|w| w.parse().ok()).unwrap_or(0);
-    let data = links::receive(link, wait).map_err(|error| (502, error))?;
-    Ok((200, data))
+    match wait {
+        None => Ok(Keyed::Answer(200, b"queued".to_vec())),
+        Some(_) if park => Ok(Keyed::Parked),
+        Some(wait) => Ok(Keyed::Answer(200, links::receive(link, wait).map_err(|error| (502, error))?)),
+    }
 }
 
 impl exports::wasi::http::incoming_handler::Guest for Bridge {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let query = request.path_with_query().unwrap_or_default();
         match keyed(&query) {
-            Ok((status, body)) => respond(out, status, &body),
+            Ok(Keyed::Answer(status, body)) => respond(out, status, &body),
+            // No response: the server holds the request until `on_wake`.
+            Ok(Keyed::Parked) => drop(out),
             Err((status, error)) => respond(out, status, error.as_bytes()),
         }
     }
@@ -140,6 +160,24 @@ impl exports::canto::http::link_handler::Guest for Bridge {
     fn on_closed(_link: u64, reason: String) {
         let reason: String = reason.chars().take(100).collect();
         let _ = websocket::close(websocket::current().id, 4000, &reason);
+    }
+}
+
+impl exports::canto::http::parked_handler::Guest for Bridge {
+    fn on_wake(_link: u64, data: Vec<u8>, ended: Option<String>) -> exports::canto::http::parked_handler::Answer {
+        let (status, woken, body) = match ended {
+            Some(reason) => (502, "ended", reason.into_bytes()),
+            None if data.is_empty() => (200, "timeout", data),
+            None => (200, "data", data),
+        };
+        exports::canto::http::parked_handler::Answer {
+            status,
+            headers: vec![
+                ("content-type".into(), b"text/plain".to_vec()),
+                ("x-woken".into(), woken.as_bytes().to_vec()),
+            ],
+            body,
+        }
     }
 }
 

@@ -44,14 +44,22 @@ impl Scanner {
         Self { limit: limit.max(1), header: [0; 14], have: 0, payload_left: 0, unfinished: 0 }
     }
 
-    /// Reads `bytes`; `false` once a message has more frames than allowed.
-    fn feed(&mut self, mut bytes: &[u8]) -> bool {
+    /// Reads `bytes`; `Err(at)` once a message has more frames than
+    /// allowed, `at` being where in `bytes` the offending frame begins (0
+    /// if it began in an earlier read): what comes before is good.
+    fn feed(&mut self, bytes: &[u8]) -> Result<(), usize> {
+        let total = bytes.len();
+        let mut bytes = bytes;
+        let mut header_start = 0;
         while !bytes.is_empty() {
             if self.payload_left > 0 {
                 let skip = usize::try_from(self.payload_left).unwrap_or(usize::MAX).min(bytes.len());
                 self.payload_left -= skip as u64;
                 bytes = &bytes[skip..];
                 continue;
+            }
+            if self.have == 0 {
+                header_start = total - bytes.len();
             }
             self.header[self.have] = bytes[0];
             self.have += 1;
@@ -70,11 +78,11 @@ impl Scanner {
             } else {
                 self.unfinished += 1;
                 if self.unfinished >= self.limit {
-                    return false;
+                    return Err(header_start);
                 }
             }
         }
-        true
+        Ok(())
     }
 }
 
@@ -108,11 +116,15 @@ impl<S: AsyncRead + Unpin> AsyncRead for FragmentLimit<S> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = &polled
-            && !this.scanner.feed(&buf.filled()[before..])
+            && let Err(good) = this.scanner.feed(&buf.filled()[before..])
         {
             this.exceeded.store(true, Ordering::Relaxed);
-            buf.set_filled(before);
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, "too many fragments")));
+            // What came before the offending frame is delivered; the next
+            // read fails.
+            buf.set_filled(before + good);
+            if good == 0 {
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, "too many fragments")));
+            }
         }
         polled
     }
@@ -174,10 +186,15 @@ mod tests {
     #[test]
     fn a_message_may_have_as_many_frames_as_the_limit() {
         let mut scanner = Scanner::new(8);
-        assert!(scanner.feed(&message(8, 3)));
-        assert!(scanner.feed(&message(1, 70_000)));
-        assert!(scanner.feed(&message(8, 200)));
-        assert!(!Scanner::new(8).feed(&message(9, 3)));
+        assert_eq!(scanner.feed(&message(8, 3)), Ok(()));
+        assert_eq!(scanner.feed(&message(1, 70_000)), Ok(()));
+        assert_eq!(scanner.feed(&message(8, 200)), Ok(()));
+        // The eighth unfinished frame (each 2 + 4 + 3 bytes) means a ninth.
+        assert_eq!(Scanner::new(8).feed(&message(9, 3)), Err(7 * 9));
+        let mut good_then_bad = message(2, 5);
+        let good = good_then_bad.len();
+        good_then_bad.extend(message(9, 3));
+        assert_eq!(Scanner::new(8).feed(&good_then_bad), Err(good + 7 * 9));
     }
 
     #[test]
@@ -187,15 +204,15 @@ mod tests {
             bytes.extend(frame(i == 7, if i == 0 { 2 } else { 0 }, b"ab"));
             bytes.extend(frame(true, 0x9, b"ping"));
         }
-        assert!(Scanner::new(8).feed(&bytes));
+        assert_eq!(Scanner::new(8).feed(&bytes), Ok(()));
     }
 
     #[test]
     fn bytes_may_arrive_one_at_a_time() {
         let mut scanner = Scanner::new(3);
         let ok = message(3, 130);
-        assert!(ok.iter().all(|byte| scanner.feed(&[*byte])));
+        assert!(ok.iter().all(|byte| scanner.feed(&[*byte]).is_ok()));
         let too_many = message(4, 1);
-        assert!(!too_many.iter().all(|byte| scanner.feed(&[*byte])));
+        assert!(!too_many.iter().all(|byte| scanner.feed(&[*byte]).is_ok()));
     }
 }

@@ -346,7 +346,8 @@ fn http_builder(limits: &crate::config::ConnectionLimits) -> auto::Builder<Tokio
         // keep-alive requests too: never shorter than the idle timeout.
         .header_read_timeout(HEADER_READ_TIMEOUT.max(limits.idle_timeout))
         .max_buf_size(limits.max_header_bytes as usize);
-    builder.http2().max_header_list_size(limits.max_header_bytes);
+    // RFC 8441: WebSockets as HTTP/2 streams.
+    builder.http2().max_header_list_size(limits.max_header_bytes).enable_connect_protocol();
     builder
 }
 

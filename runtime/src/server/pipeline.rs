@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::mounts::ServerState;
@@ -21,7 +21,8 @@ use crate::error_page::{full_body, redirect, running_page};
 use crate::metrics::ModuleOutcome;
 use crate::routing::{Mount, RequestPath, Route, Site, request_path};
 use crate::vhost::HostLookup;
-use crate::wasm::{Invocation, ModuleBody, RequestFacts, SandboxLimits, WasmError};
+use crate::wasm::links::Parked;
+use crate::wasm::{Answered, Invocation, ModuleBody, RequestFacts, SandboxLimits, WasmError};
 
 /// Longer method names are refused (501): the longest registered method
 /// (`UPDATEREDIRECTREF`) has 17 letters.
@@ -167,7 +168,7 @@ async fn dispatch(
     mut request: Request<Incoming>,
     reached: &mut Reached,
 ) -> Result<Response<ModuleBody>, Refusal> {
-    if request.method() == http::Method::CONNECT {
+    if request.method() == http::Method::CONNECT && !websocket::is_extended_connect(&request) {
         return Err(Refusal::Connect);
     }
     if request.method().as_str().len() > MAX_METHOD_LENGTH {
@@ -199,6 +200,9 @@ async fn dispatch(
         return Ok(response);
     }
 
+    if websocket::is_extended_connect(&request) && mount.module.websocket.is_none() {
+        return Err(Refusal::Connect);
+    }
     if let Some(support) = &mount.module.websocket
         && websocket::is_upgrade(&request)
     {
@@ -298,7 +302,7 @@ async fn run_module(
     let invocation = Invocation {
         module: Arc::clone(&mount.module),
         mount: Arc::clone(&mount.identity),
-        facts,
+        facts: facts.clone(),
         sandbox: SandboxLimits::from(&state.limits),
         timeout: state.limits.timeout,
         wall_timeout: state.limits.wall_timeout,
@@ -315,11 +319,53 @@ async fn run_module(
         Ok(_) => ModuleOutcome::Answered,
     };
     state.metrics.module_run(&mount.module.name, outcome);
-    match cut {
-        Some(BodyCut::TooLarge) if result.is_err() => Err(Refusal::BodyTooLarge(limit)),
-        Some(BodyCut::TooSlow) if result.is_err() => Err(Refusal::BodyTooSlow),
-        _ => result.map_err(Refusal::Module),
+    match (cut, result) {
+        (Some(BodyCut::TooLarge), Err(_)) => Err(Refusal::BodyTooLarge(limit)),
+        (Some(BodyCut::TooSlow), Err(_)) => Err(Refusal::BodyTooSlow),
+        (_, Err(error)) => Err(Refusal::Module(error)),
+        (_, Ok(Answered::Now(response))) => Ok(response),
+        (_, Ok(Answered::Parked(parked))) => wake(state, mount, facts, parked).await,
     }
+}
+
+/// A request its module parked on a keyed link: waits, holding no slot,
+/// then has the module answer it in a fresh instance.
+async fn wake(
+    state: &ServerState,
+    mount: &Mount,
+    facts: RequestFacts,
+    parked: Parked,
+) -> Result<Response<ModuleBody>, Refusal> {
+    let module = &mount.module.name;
+    let Some(handler) = &mount.module.parked else {
+        return Err(Refusal::Module(WasmError::NoParkedHandler { module: module.clone() }));
+    };
+    let (data, ended) = parked.wait().await;
+    if ended.is_some() {
+        // The module hears why now: the key is free for a new link.
+        state.links.close(&mount.identity.room(), parked.link.id);
+    }
+    let _permits = state.module_slots(mount).await?;
+    let sandbox = SandboxLimits::from(&state.limits);
+    let budgets = (state.limits.timeout, state.limits.wall_timeout);
+    let woken = (parked.link.id, data, ended);
+    let result = handler.wake(Arc::clone(&mount.identity), facts, &sandbox, budgets, woken).await;
+    let outcome = result.as_ref().map_or_else(WasmError::outcome, |_| ModuleOutcome::Answered);
+    state.metrics.module_run(module, outcome);
+    let answer = result.map_err(Refusal::Module)?;
+    let status = StatusCode::from_u16(answer.status)
+        .map_err(|_| Refusal::Module(WasmError::BadAnswer { module: module.clone(), status: answer.status }))?;
+    let mut response = Response::new(full_body(Bytes::from(answer.body)));
+    *response.status_mut() = status;
+    for (name, value) in answer.headers {
+        match (http::HeaderName::from_bytes(name.as_bytes()), http::HeaderValue::from_bytes(&value)) {
+            (Ok(name), Ok(value)) => {
+                response.headers_mut().append(name, value);
+            }
+            _ => tracing::warn!(%module, "dropped an invalid header from a parked request's answer: {name:?}"),
+        }
+    }
+    Ok(response)
 }
 
 /// A request that reached its host through `http_default_host` with no

@@ -1,4 +1,5 @@
-//! WebSockets (RFC 6455) for modules that export `websocket-handler`: the
+//! WebSockets (RFC 6455, and over HTTP/2 RFC 8441) for modules that
+//! export `websocket-handler`: the
 //! upgrade (handshake validation, the Origin checked against the module's
 //! CORS origins, a subprotocol from the module's list, the module asked on
 //! open), then the socket, owned by the server: each message, and the
@@ -43,8 +44,22 @@ const READ_BUFFER: usize = 8 * 1024;
 /// its peer while this many wait.
 const LINK_EVENTS: usize = 4;
 
-/// Whether the request asks to become a WebSocket.
+/// Whether the request asks to become a WebSocket: an HTTP/1.1 upgrade, or
+/// an HTTP/2 extended CONNECT (RFC 8441).
 pub fn is_upgrade<B>(request: &Request<B>) -> bool {
+    is_extended_connect(request) || is_http1_upgrade(request)
+}
+
+/// An HTTP/2 CONNECT with `:protocol` `websocket` (RFC 8441 §4).
+pub fn is_extended_connect<B>(request: &Request<B>) -> bool {
+    request.method() == http::Method::CONNECT
+        && request
+            .extensions()
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"))
+}
+
+fn is_http1_upgrade<B>(request: &Request<B>) -> bool {
     let has =
         |name, token: &str| {
             request.headers().get_all(name).iter().any(|value| {
@@ -114,9 +129,12 @@ pub async fn upgrade(
     }
 
     let on_upgrade = hyper::upgrade::on(&mut request);
-    // From here the connection is a WebSocket, open (with its place under
-    // the cap) until the socket ends.
-    activity.upgrade();
+    if key.is_some() {
+        // From here the HTTP/1.1 connection is a WebSocket, open (with its
+        // place under the cap) until the socket ends. (Over HTTP/2 the
+        // socket is one stream; the connection goes on serving others.)
+        activity.upgrade();
+    }
     let too_many_fragments = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let socket = Socket {
         too_many_fragments: Arc::clone(&too_many_fragments),
@@ -149,12 +167,13 @@ pub async fn upgrade(
         .in_current_span(),
     );
 
-    Ok(switching_protocols(&key, subprotocol))
+    Ok(switching_protocols(key.as_ref(), subprotocol))
 }
 
 /// What a valid upgrade request asks for.
 struct Handshake {
-    key: HeaderValue,
+    /// HTTP/1.1's `Sec-WebSocket-Key`; HTTP/2 has none.
+    key: Option<HeaderValue>,
     /// The first of the module's subprotocols the client offers.
     subprotocol: Option<String>,
 }
@@ -167,14 +186,16 @@ fn check_handshake(
     support: &WebsocketSupport,
 ) -> Result<Handshake, Refusal> {
     let headers = request.headers();
-    if request.method() != http::Method::GET || request.version() != http::Version::HTTP_11 {
-        return Err(Refusal::BadUpgrade("a WebSocket upgrade is an HTTP/1.1 GET"));
+    let http2 = request.version() == http::Version::HTTP_2 && is_extended_connect(request);
+    if !http2 && (request.method() != http::Method::GET || request.version() != http::Version::HTTP_11) {
+        return Err(Refusal::BadUpgrade("a WebSocket upgrade is an HTTP/1.1 GET or an HTTP/2 extended CONNECT"));
     }
     if headers.get(header::SEC_WEBSOCKET_VERSION).is_none_or(|v| v != "13") {
         return Err(Refusal::WebSocketVersion);
     }
     let key = match headers.get(header::SEC_WEBSOCKET_KEY) {
-        Some(key) if key.len() == 24 => key.clone(),
+        _ if http2 => None,
+        Some(key) if key.len() == 24 => Some(key.clone()),
         _ => return Err(Refusal::BadUpgrade("Sec-WebSocket-Key is missing or malformed")),
     };
     if let (Some(cors), Some(origin)) = (&mount.cors, headers.get(header::ORIGIN))
@@ -192,16 +213,20 @@ fn check_handshake(
     Ok(Handshake { key, subprotocol })
 }
 
-/// The 101 answer to a handshake.
-fn switching_protocols(key: &HeaderValue, subprotocol: Option<String>) -> Response<ModuleBody> {
-    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+/// The answer to a handshake: 101 over HTTP/1.1, 200 over HTTP/2.
+fn switching_protocols(key: Option<&HeaderValue>, subprotocol: Option<String>) -> Response<ModuleBody> {
     let mut response = Response::new(full_body(Bytes::new()));
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    if key.is_some() {
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    }
     let headers = response.headers_mut();
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    if let Ok(accept) = HeaderValue::from_str(&accept) {
-        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    if let Some(key) = key {
+        let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        if let Ok(accept) = HeaderValue::from_str(&accept) {
+            headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+        }
     }
     if let Some(protocol) = subprotocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
         headers.insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);

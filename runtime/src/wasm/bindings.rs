@@ -12,6 +12,7 @@ pub mod imports {
             "canto:http/links.send": async,
             "canto:http/links.receive": async,
             "canto:http/links.close": async,
+            "canto:http/links.park": async,
             "canto:http/links.state": async,
             "canto:http/links.set-state": async,
             "canto:http/links.connection": async,
@@ -43,6 +44,19 @@ pub mod links {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "canto:http/link-provider",
+        exports: { default: async },
+        with: {
+            "canto:http/websocket": super::imports::canto::http::websocket,
+            "canto:http/links": super::imports::canto::http::links,
+        },
+    });
+}
+
+/// The optional `canto:http/parked-handler` export.
+pub mod parked {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "canto:http/parked-provider",
         exports: { default: async },
         with: {
             "canto:http/websocket": super::imports::canto::http::websocket,

@@ -82,10 +82,12 @@ pub struct InstanceState {
     http: WasiHttpCtx,
     outbound: OutboundPolicy,
     pub(super) limits: StoreLimits,
-    facts: Option<RequestFacts>,
+    pub(super) facts: Option<RequestFacts>,
     pub(super) mount: Arc<MountIdentity>,
     /// The connection whose event this instance runs, if it runs one.
     pub(super) websocket: Option<super::socket_registry::WsEvent>,
+    /// Where the request this instance handles waits, if it parked it.
+    pub(super) parked: Option<super::links::Parked>,
 }
 
 impl InstanceState {
@@ -126,6 +128,7 @@ impl InstanceState {
             facts,
             mount,
             websocket: None,
+            parked: None,
         }
     }
 

@@ -40,8 +40,16 @@ pub struct Invocation {
     pub reuse: Option<Arc<IdleInstances>>,
 }
 
+/// How a module answered a request.
+pub enum Answered {
+    /// With this response (its body may still be streaming).
+    Now(hyper::Response<ModuleBody>),
+    /// Later: it parked the request on a keyed link (`links.park`).
+    Parked(super::links::Parked),
+}
+
 impl Invocation {
-    pub async fn run<B>(self, request: hyper::Request<B>) -> Result<hyper::Response<ModuleBody>, WasmError>
+    pub async fn run<B>(self, request: hyper::Request<B>) -> Result<Answered, WasmError>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
@@ -89,17 +97,18 @@ impl Invocation {
                 if outcome.is_err() {
                     tracing::warn!(module = %guest_name, "module stopped after {wall_timeout:?} of wall-clock time");
                 }
+                let parked = store.data_mut().parked.take();
                 let outcome = match (outcome, reuse) {
                     // Only an instance that finished cleanly, and let go of
                     // everything of this request, serves again.
                     (Ok(Ok(proxy)), Some(idle)) if !store.data_mut().holds_request_state() => {
                         idle.put_back(ReadyInstance { store, proxy, served: served + 1 });
-                        Ok(Ok(()))
+                        Ok(Ok(parked))
                     }
                     (outcome, _) => {
                         // Free the instance's pool slot before the permits that count it.
                         drop(store);
-                        outcome.map(|called| called.map(drop))
+                        outcome.map(|called| called.map(|_| parked))
                     }
                 };
                 drop(permits);
@@ -114,21 +123,26 @@ impl Invocation {
         match receiver.await {
             Ok(Ok(response)) => {
                 guest.detach(); // it streams the body from here on
-                Ok(limit_body(response, max_response_bytes, module.name.clone()))
+                Ok(Answered::Now(limit_body(response, max_response_bytes, module.name.clone())))
             }
             Ok(Err(code)) => Err(WasmError::ErrorResponse { module: module.name.clone(), code: format!("{code:?}") }),
-            // The response slot was dropped unset: find out why.
-            Err(_) => Err(why_no_response(guest.take(), &module.name).await),
+            // The response slot was dropped unset: parked, or find out why.
+            Err(_) => why_no_response(guest.take(), &module.name).await.map(Answered::Parked),
         }
     }
 }
 
-/// Why a guest ended without setting a response, from how its task ended.
-async fn why_no_response(task: Option<tokio::task::JoinHandle<GuestOutcome>>, module: &Arc<str>) -> WasmError {
-    let Some(task) = task else { return WasmError::NoResponse { module: module.clone() } };
+/// Why a guest ended without setting a response, from how its task ended:
+/// it parked the request, or it failed.
+async fn why_no_response(
+    task: Option<tokio::task::JoinHandle<GuestOutcome>>,
+    module: &Arc<str>,
+) -> Result<super::links::Parked, WasmError> {
+    let Some(task) = task else { return Err(WasmError::NoResponse { module: module.clone() }) };
     let timed_out = |limit| WasmError::Timeout { module: module.clone(), limit };
-    match task.await {
-        Ok(Ok(Ok(()))) => WasmError::NoResponse { module: module.clone() },
+    Err(match task.await {
+        Ok(Ok(Ok(Some(parked)))) => return Ok(parked),
+        Ok(Ok(Ok(None))) => WasmError::NoResponse { module: module.clone() },
         Ok(Ok(Err(cause))) if cause.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => timed_out("CPU time"),
         Ok(Ok(Err(cause))) => WasmError::Failed { module: module.clone(), cause },
         Ok(Err(_elapsed)) => timed_out("wall-clock time"),
@@ -136,11 +150,12 @@ async fn why_no_response(task: Option<tokio::task::JoinHandle<GuestOutcome>>, mo
             module: module.clone(),
             cause: wasmtime::Error::msg(format!("guest task failed: {join}")),
         },
-    }
+    })
 }
 
-/// How a guest task ended: past its wall-clock time, or with the call's result.
-type GuestOutcome = Result<wasmtime::Result<()>, tokio::time::error::Elapsed>;
+/// How a guest task ended: past its wall-clock time, or with the call's
+/// result (and the request, if it parked it).
+type GuestOutcome = Result<wasmtime::Result<Option<super::links::Parked>>, tokio::time::error::Elapsed>;
 
 /// A guest task that is aborted if dropped before it is detached.
 struct AbortOnDrop<T>(Option<tokio::task::JoinHandle<T>>);

@@ -171,27 +171,40 @@ impl Link {
     /// What arrived since the last call, waiting up to `max_wait` for
     /// something; a later call ends this one, empty-handed.
     pub async fn receive(&self, max_wait: Duration) -> Result<Vec<u8>, String> {
+        let turn = self.take_turn()?;
+        self.wait(turn, max_wait).await
+    }
+
+    /// Becomes the link's reader: a reader waiting now gives way (BOSH's
+    /// held request answered when the next one comes).
+    pub fn take_turn(&self) -> Result<u64, String> {
         if self.socket.is_some() {
             return Err(format!("link {} belongs to a WebSocket: its data arrives as events", self.id));
         }
         self.touch();
         let turn = self.receives.fetch_add(1, Ordering::Relaxed) + 1;
         self.changed.send_modify(|version| *version += 1);
+        Ok(turn)
+    }
+
+    /// As reader `turn`: what arrived, once something has, the link ended,
+    /// `max_wait` passed, or a later reader took over.
+    pub async fn wait(&self, turn: u64, max_wait: Duration) -> Result<Vec<u8>, String> {
         let mut changes = self.changed.subscribe();
-        self.waiting.fetch_add(1, Ordering::Relaxed);
+        // Counted down even if the wait is dropped (its client left).
+        let _waiting = Waiting::new(&self.waiting);
         let deadline = tokio::time::Instant::now() + max_wait.min(MAX_RECEIVE_WAIT);
         let outcome = loop {
-            if let Some(outcome) = self.take_received() {
-                break outcome;
-            }
             if self.receives.load(Ordering::Relaxed) != turn {
                 break Ok(Vec::new());
+            }
+            if let Some(outcome) = self.take_received() {
+                break outcome;
             }
             if !matches!(tokio::time::timeout_at(deadline, changes.changed()).await, Ok(Ok(()))) {
                 break Ok(Vec::new());
             }
         };
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
         self.touch();
         outcome
     }
@@ -199,7 +212,9 @@ impl Link {
     fn take_received(&self) -> Option<Result<Vec<u8>, String>> {
         let mut received = self.received.lock().ok()?;
         if !received.data.is_empty() {
-            let data = std::mem::take(&mut received.data);
+            let at = received.data.len().min(MAX_RECEIVED_BYTES);
+            let rest = received.data.split_off(at);
+            let data = std::mem::replace(&mut received.data, rest);
             self.drained.notify_one();
             return Some(Ok(data));
         }
@@ -318,10 +333,11 @@ impl LinkRegistry {
         max_per_room: usize,
         join: impl FnOnce(&mut Links),
     ) -> Result<(), String> {
+        let mut links = self.links.lock().map_err(|_| "links unavailable")?;
+        // Under the lock, so no link joins after `close_all` took its list.
         if self.closing.load(Ordering::Relaxed) {
             return Err("the server is shutting down".into());
         }
-        let mut links = self.links.lock().map_err(|_| "links unavailable")?;
         let (mut count, mut of_socket) = (0, 0);
         for link in links.by_id.values().filter(|link| &link.room == room) {
             count += 1;
@@ -383,9 +399,11 @@ impl LinkRegistry {
 
     /// Shutdown: every link closes, none opens.
     pub fn close_all(&self) {
-        self.closing.store(true, Ordering::Relaxed);
         let all: Vec<(Room, u64)> = match self.links.lock() {
-            Ok(links) => links.by_id.values().map(|l| (l.room.clone(), l.id)).collect(),
+            Ok(links) => {
+                self.closing.store(true, Ordering::Relaxed);
+                links.by_id.values().map(|l| (l.room.clone(), l.id)).collect()
+            }
             Err(_) => return,
         };
         for (room, id) in all {
@@ -457,6 +475,8 @@ impl Pump {
     async fn run(mut self, stream: Box<dyn Stream>) {
         let (mut reader, mut writer) = tokio::io::split(stream);
         let ended = self.exchange(&mut reader, &mut writer).await;
+        // Sends fail from now on, instead of queueing for nobody.
+        self.outgoing.close();
         let link = Arc::clone(&self.link);
         let settings = self.registry.settings.load_full();
         settings.metrics.link_opened(false);
@@ -477,7 +497,10 @@ impl Pump {
         match &self.events {
             Some(events) => {
                 self.registry.forget(&link);
-                let _ = events.send(LinkEvent::Closed(link.id, ended.reason)).await;
+                // Not for a link its module closed meanwhile.
+                if !link.stopped.load(Ordering::Relaxed) {
+                    let _ = events.send(LinkEvent::Closed(link.id, ended.reason)).await;
+                }
             }
             None if ended.idle => self.registry.forget(&link),
             None => {
@@ -556,6 +579,22 @@ impl Pump {
             received.data.extend_from_slice(data);
         }
         self.link.changed.send_modify(|version| *version += 1);
+    }
+}
+
+/// One `wait` in progress, counted while it lasts.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

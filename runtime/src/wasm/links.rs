@@ -1,17 +1,21 @@
 //! The host side of `canto:http/links`: what an instance may do with its
 //! module's links ([`super::link_registry`] keeps them; a target must be in
-//! the module's `connect` grant), and running a link's event for the
-//! WebSocket connection it belongs to, in a fresh instance.
+//! the module's `connect` grant), running a link's event for the WebSocket
+//! connection it belongs to, and waking a request parked on a keyed link,
+//! each in a fresh instance.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use wasmtime::Store;
 use wasmtime::component::InstancePre;
 
 use super::WasmError;
 use super::bindings::imports::canto::http::links::{Host, Owner};
 use super::bindings::links::LinkProviderPre;
-use super::host_state::{InstanceState, MountIdentity, SandboxLimits};
+use super::bindings::parked::ParkedProviderPre;
+pub use super::bindings::parked::exports::canto::http::parked_handler::Answer;
+use super::host_state::{InstanceState, MountIdentity, RequestFacts, SandboxLimits};
 use super::link_registry::{self, LinkRegistry, Target};
 use super::socket_registry::WsEvent;
 
@@ -56,6 +60,63 @@ impl LinkSupport {
                 LinkEventKind::Data(link, data) => handler.call_on_data(&mut store, link, &data).await,
                 LinkEventKind::Closed(link, reason) => handler.call_on_closed(&mut store, link, &reason).await,
             }
+        };
+        super::websocket::settle(module, tokio::time::timeout(wall, call).await)
+    }
+}
+
+/// A request its module parked on a keyed link (`links.park`): it waits
+/// in the server, holding no instance and no slot.
+pub struct Parked {
+    pub link: Arc<link_registry::Link>,
+    /// The link's reader turn the park took.
+    turn: u64,
+    max_wait: Duration,
+}
+
+impl Parked {
+    /// Waits for the wake: what arrived, or why the link ended.
+    pub async fn wait(&self) -> (Vec<u8>, Option<String>) {
+        match self.link.wait(self.turn, self.max_wait).await {
+            Ok(data) => (data, None),
+            Err(ended) => (Vec::new(), Some(ended)),
+        }
+    }
+}
+
+/// A module's `parked-handler` export, found when it is loaded.
+pub struct ParkedSupport {
+    pre: ParkedProviderPre<InstanceState>,
+}
+
+impl std::fmt::Debug for ParkedSupport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParkedSupport").finish_non_exhaustive()
+    }
+}
+
+impl ParkedSupport {
+    pub(super) fn find(pre: InstancePre<InstanceState>) -> Option<Self> {
+        ParkedProviderPre::new(pre).ok().map(|pre| Self { pre })
+    }
+
+    /// Runs `on-wake` in a fresh instance with the request's facts, within
+    /// the request budgets.
+    pub async fn wake(
+        &self,
+        mount: Arc<MountIdentity>,
+        facts: RequestFacts,
+        sandbox: &SandboxLimits,
+        (cpu, wall): (Duration, Duration),
+        (link, data, ended): (u64, Vec<u8>, Option<String>),
+    ) -> Result<Answer, WasmError> {
+        let module = mount.module.clone();
+        let mut store = Store::new(self.pre.engine(), InstanceState::new(mount, Some(facts), sandbox));
+        store.limiter(|state| &mut state.limits);
+        super::engine::deadline(&mut store, cpu);
+        let call = async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            instance.canto_http_parked_handler().call_on_wake(&mut store, link, &data, ended.as_deref()).await
         };
         super::websocket::settle(module, tokio::time::timeout(wall, call).await)
     }
@@ -113,6 +174,16 @@ impl Host for InstanceState {
             self.link_registry()?.close(&self.mount.room(), link);
         }
         received
+    }
+
+    async fn park(&mut self, link: u64, max_wait_ms: u32) -> Result<(), String> {
+        if self.facts.is_none() {
+            return Err("only an HTTP request can be parked".into());
+        }
+        let link = self.link(link)?;
+        let turn = link.take_turn()?;
+        self.parked = Some(Parked { link, turn, max_wait: Duration::from_millis(u64::from(max_wait_ms)) });
+        Ok(())
     }
 
     async fn close(&mut self, link: u64) {

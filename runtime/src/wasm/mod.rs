@@ -25,7 +25,7 @@ pub mod websocket;
 use std::sync::Arc;
 
 pub use host_state::{InstanceState, MountIdentity, RequestFacts, SandboxLimits};
-pub use invoke::{Invocation, ModuleBody};
+pub use invoke::{Answered, Invocation, ModuleBody};
 pub use loader::{LoadError, LoadedModules, ModuleLoader, Versions};
 pub use module::{CorsDefaults, LoadedModule, ModuleMetadata, linker};
 pub use reuse::IdleInstances;
@@ -49,6 +49,10 @@ pub enum WasmError {
     Timeout { module: Arc<str>, limit: &'static str },
     #[error("module {module}: returned without setting a response")]
     NoResponse { module: Arc<str> },
+    #[error("module {module}: parked a request but does not export canto:http/parked-handler")]
+    NoParkedHandler { module: Arc<str> },
+    #[error("module {module}: answered a parked request with status {status}")]
+    BadAnswer { module: Arc<str>, status: u16 },
     #[error("module {module}: answered with an error: {code:?}")]
     ErrorResponse { module: Arc<str>, code: String },
 }

@@ -10,7 +10,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use super::WasmError;
 use super::bindings::{imports, metadata};
 use super::host_state::{InstanceState, SandboxLimits};
-use super::links::LinkSupport;
+use super::links::{LinkSupport, ParkedSupport};
 use super::websocket::WebsocketSupport;
 
 /// What a module declared about itself (or Prosody's defaults).
@@ -42,6 +42,8 @@ pub struct LoadedModule {
     pub websocket: Option<Arc<WebsocketSupport>>,
     /// Its link handler, if it exports one.
     pub links: Option<Arc<LinkSupport>>,
+    /// Its handler for parked requests, if it exports one.
+    pub parked: Option<Arc<ParkedSupport>>,
     /// One permit per request this module may run at once.
     pub concurrency: Arc<tokio::sync::Semaphore>,
     /// The permits `concurrency` was made with (`http_module_max_concurrency`).
@@ -93,6 +95,7 @@ impl LoadedModule {
         let sandbox = SandboxLimits::from(limits);
         let websocket = WebsocketSupport::load(engine, &module, pre.clone(), &sandbox).await?.map(Arc::new);
         let links = LinkSupport::find(pre.clone()).map(Arc::new);
+        let parked = ParkedSupport::find(pre.clone()).map(Arc::new);
         let proxy = ProxyPre::new(pre).map_err(|_| WasmError::NotAnHttpModule { module: module.clone() })?;
 
         let metadata = match metadata_pre {
@@ -106,6 +109,7 @@ impl LoadedModule {
             proxy,
             websocket,
             links,
+            parked,
             concurrency,
             concurrency_limit: limits.max_concurrency,
         })
@@ -121,6 +125,7 @@ impl LoadedModule {
             proxy: self.proxy.clone(),
             websocket: self.websocket.clone(),
             links: self.links.clone(),
+            parked: self.parked.clone(),
             concurrency: Arc::new(tokio::sync::Semaphore::new(limit as usize)),
             concurrency_limit: limit,
         }

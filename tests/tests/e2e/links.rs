@@ -185,7 +185,11 @@ async fn links_over_tls_verify_the_peer_against_the_configured_ca() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keyed_link_outlives_requests_and_a_newer_receive_ends_a_waiting_one() {
     let service = LineService::start(None).await;
-    let server = TestServer::start(&site("keyed.test", service.addr, 1, "")).await;
+    let config = site("keyed.test", service.addr, 1, "");
+    let config = format!(
+        "{config}\nVirtualHost \"other-keyed.test\"\n    modules_enabled = {{ \"http_ws_link\", \"http_openmetrics\" }}\n"
+    );
+    let server = TestServer::start(&config).await;
     let up = service.addr;
     let get = |path: String| {
         let client = server.client(&["keyed.test"]);
@@ -198,13 +202,21 @@ async fn a_keyed_link_outlives_requests_and_a_newer_receive_ends_a_waiting_one()
     assert_eq!(get(format!("/ws_link/?key=a&target={up}&wait=5000")).await, (200, "hello\n".into()));
     assert_eq!(get("/ws_link/?key=a&send=ping&wait=5000".into()).await, (200, "echo:ping\n".into()));
     service.wait_open(1).await;
+    // The same module on another host cannot see it.
+    let elsewhere = server.get("other-keyed.test", "/ws_link/?key=a&open=0").await;
+    assert_eq!(elsewhere.status(), 404);
+    let metrics = server.get("other-keyed.test", "/metrics").await.text().await.unwrap();
+    let open = metrics.lines().find_map(|line| line.strip_prefix("canto_links_open "));
+    assert_eq!(open.and_then(|v| v.parse::<f64>().ok()), Some(1.0), "{metrics}");
 
     // A held request (BOSH's hold=1) gives way to the next one at once.
     let started = Instant::now();
     let held = tokio::spawn(get("/ws_link/?key=a&wait=30000".into()));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(get("/ws_link/?key=a&send=next&wait=5000".into()).await, (200, "echo:next\n".into()));
+    let next = tokio::spawn(get("/ws_link/?key=a&wait=10000".into()));
     assert_eq!(held.await.unwrap(), (200, String::new()));
+    assert_eq!(get("/ws_link/?key=a&send=next".into()).await, (200, "queued".into()));
+    assert_eq!(next.await.unwrap(), (200, "echo:next\n".into()));
     assert!(started.elapsed() < Duration::from_secs(10), "the held request waited {:?}", started.elapsed());
 
     // Keys are per module and host; another key is another connection.
@@ -230,4 +242,60 @@ async fn a_keyed_link_nobody_touches_is_closed_after_the_idle_timeout() {
     service.wait_open(1).await;
     service.wait_open(0).await;
     assert_eq!(server.get("idlelinks.test", "/ws_link/?key=idle&open=0").await.status(), 404);
+}
+
+/// `links.park`: a request waits in the server, not in an instance, and is
+/// answered by `on-wake` in a fresh one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_requests_hold_no_slot_and_wake_on_data_timeout_takeover_or_end() {
+    let service = LineService::start(None).await;
+    let server = TestServer::start(&site("parked.test", service.addr, 1, "http_module_max_concurrency = 1")).await;
+    let up = service.addr;
+    let client = server.client(&["parked.test"]);
+    let get = |path: String| {
+        let (client, url) = (client.clone(), server.url("parked.test", &path));
+        async move {
+            let response = client.get(url).send().await.unwrap();
+            let woken = response.headers().get("x-woken").map(|v| v.to_str().unwrap().to_string());
+            (response.status().as_u16(), woken.unwrap_or_default(), response.text().await.unwrap())
+        }
+    };
+    for key in 0..5 {
+        let greeting = get(format!("/ws_link/?key=k{key}&target={up}&wait=5000")).await;
+        assert_eq!(greeting.2, "hello\n");
+    }
+    // Five parked at once, with one slot for the module...
+    let parked: Vec<_> =
+        (0..5).map(|key| tokio::spawn(get(format!("/ws_link/?key=k{key}&park=1&wait=30000")))).collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // ...and the module still answers at once: they hold no slot.
+    let started = Instant::now();
+    assert_eq!(get(format!("/ws_link/?key=other&target={up}&wait=5000")).await.2, "hello\n");
+    assert!(started.elapsed() < Duration::from_secs(3), "waited {:?} for a slot", started.elapsed());
+    for key in 0..5 {
+        assert_eq!(get(format!("/ws_link/?key=k{key}&send=wake{key}")).await.2, "queued");
+    }
+    for (key, parked) in parked.into_iter().enumerate() {
+        let woken = parked.await.unwrap();
+        assert_eq!(woken, (200, "data".into(), format!("echo:wake{key}\n")));
+    }
+
+    // The wait running out.
+    assert_eq!(get("/ws_link/?key=k0&park=1&wait=300".into()).await, (200, "timeout".into(), String::new()));
+    // A later request taking the link over (BOSH's hold=1).
+    let started = Instant::now();
+    let held = tokio::spawn(get("/ws_link/?key=k2&park=1&wait=30000".into()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let next = get("/ws_link/?key=k2&send=next&park=1&wait=5000".into()).await;
+    assert_eq!(next, (200, "data".into(), "echo:next\n".into()));
+    assert_eq!(held.await.unwrap(), (200, "timeout".into(), String::new()));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The peer hanging up on a parked request's link: it learns why.
+    let ending = tokio::spawn(get("/ws_link/?key=k1&park=1&wait=30000".into()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    get("/ws_link/?key=k1&send=bye".into()).await;
+    let (status, woken, reason) = ending.await.unwrap();
+    assert_eq!((status, woken.as_str()), (502, "ended"));
+    assert!(reason.contains("closed by the peer"), "{reason}");
+    assert_eq!(get("/ws_link/?key=k1&open=0".into()).await.0, 404);
 }

@@ -426,3 +426,79 @@ finish(main)
     assert_eq!(seen["binary"], serde_json::json!([1, 2]));
     assert_eq!(seen["refused"], 403);
 }
+
+/// RFC 8441: a WebSocket as one stream of an HTTP/2 connection (h2c with
+/// prior knowledge here), beside ordinary requests on the same connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_run_over_http2_extended_connect() {
+    use futures::{SinkExt as _, StreamExt as _};
+    use http_body_util::Empty;
+    use hyper::body::Bytes;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    let server = TestServer::start(SITE).await;
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await.unwrap();
+    tokio::spawn(connection);
+    let request = |method: hyper::Method, path: &str, protocol: Option<&'static str>| {
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("http://ws.test{path}"))
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-protocol", "echo")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        if let Some(protocol) = protocol {
+            request.extensions_mut().insert(hyper::ext::Protocol::from_static(protocol));
+        }
+        request
+    };
+    // An ordinary request first: the server's SETTINGS (which allow
+    // extended CONNECT) have arrived by its answer.
+    let hello = sender.send_request(request(hyper::Method::GET, "/hello/", None)).await.unwrap();
+    assert_eq!(hello.status(), 200);
+
+    let mut sockets = Vec::new();
+    for _ in 0..2 {
+        let mut response =
+            sender.send_request(request(hyper::Method::CONNECT, "/ws_echo/", Some("websocket"))).await.unwrap();
+        assert_eq!(response.status(), 200, "RFC 8441 answers 200, not 101");
+        assert_eq!(response.headers()["sec-websocket-protocol"], "echo");
+        let stream = hyper::upgrade::on(&mut response).await.expect("the stream is the socket");
+        sockets
+            .push(tokio_tungstenite::WebSocketStream::from_raw_socket(TokioIo::new(stream), Role::Client, None).await);
+    }
+    for (i, socket) in sockets.iter_mut().enumerate() {
+        socket.send(Message::text(format!("over h2, stream {i}"))).await.unwrap();
+    }
+    for (i, socket) in sockets.iter_mut().enumerate() {
+        let echoed = socket.next().await.unwrap().unwrap();
+        assert_eq!(echoed, Message::text(format!("over h2, stream {i}")));
+    }
+    // The connection still serves requests beside its sockets.
+    let again = sender.send_request(request(hyper::Method::GET, "/hello/", None)).await.unwrap();
+    assert_eq!(again.status(), 200);
+    let mut first = sockets.remove(0);
+    let normal = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+        reason: "done".into(),
+    };
+    first.close(Some(normal)).await.unwrap();
+    while let Some(Ok(frame)) = first.next().await {
+        if let Message::Close(frame) = frame {
+            assert_eq!(frame.map(|f| u16::from(f.code)), Some(1000));
+        }
+    }
+    sockets[0].send(Message::text("still here")).await.unwrap();
+    assert_eq!(sockets[0].next().await.unwrap().unwrap(), Message::text("still here"));
+
+    // Extended CONNECT to a module without WebSockets, and a plain CONNECT.
+    let refused = sender.send_request(request(hyper::Method::CONNECT, "/hello/", Some("websocket"))).await.unwrap();
+    assert_eq!(refused.status(), 405);
+    let tunnel = sender.send_request(request(hyper::Method::CONNECT, "/ws_echo/", None)).await;
+    assert!(tunnel.is_err() || tunnel.is_ok_and(|r| r.status() == 405), "a plain CONNECT is no tunnel");
+    assert!(!log_lines_with(&["canto::access", "CONNECT", "status=200", "module=http_ws_echo"]).is_empty());
+}
