@@ -47,6 +47,7 @@ fn mount(module: &str) -> Arc<MountIdentity> {
         metrics: None,
         websockets: None,
         links: None,
+        parks: false,
     })
 }
 

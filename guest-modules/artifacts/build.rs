@@ -10,8 +10,15 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Guests the server ships as its built-in demo (embedded in the binary).
-const DEMO: &[&str] = &["http_hello", "http_whoami", "http_echo"];
+/// Guests the server ships built in (embedded in the binary): (the module
+/// name configs use, the guest it is). The demo modules, and Prosody's XMPP
+/// transports under Prosody's names.
+const BUILT_IN: &[(&str, &str)] = &[
+    ("http_hello", "http_hello"),
+    ("http_whoami", "http_whoami"),
+    ("http_echo", "http_echo"),
+    ("websocket", "http_xmpp_websocket"),
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -39,15 +46,17 @@ fn main() {
     }
     generated.push("/// Every guest module: (module name, path to its .wasm).".into());
     generated.push(format!("pub const ALL: &[(&str, &str)] = &[{}];", all.join(", ")));
-    let demo: Vec<String> = DEMO
+    let built_in: Vec<String> = BUILT_IN
         .iter()
-        .map(|name| {
-            let path = wasm_dir.join(format!("{name}.wasm"));
+        .map(|(name, guest)| {
+            let path = wasm_dir.join(format!("{guest}.wasm"));
             format!("({name:?}, include_bytes!({:?}) as &[u8])", path.display().to_string())
         })
         .collect();
-    generated.push("/// The demo modules the built-in default config serves: (module name, component bytes).".into());
-    generated.push(format!("pub const DEMO: &[(&str, &[u8])] = &[{}];", demo.join(", ")));
+    generated
+        .push("/// The modules built into the server (the demo modules the built-in default config serves,".into());
+    generated.push("/// and Prosody's XMPP transports): (module name, component bytes).".into());
+    generated.push(format!("pub const BUILT_IN: &[(&str, &[u8])] = &[{}];", built_in.join(", ")));
     let generated = generated.join("\n") + "\n";
 
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo")).join("guests.rs");

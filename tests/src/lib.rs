@@ -354,6 +354,116 @@ http_interfaces = {{ "127.0.0.1" }}
     }
 }
 
+/// Debian's Prosody 0.12 as an XMPP server for one domain, with users
+/// `alice` and `bob` (password `secret`): its client port (plain, as on a
+/// loopback port behind a bridge) and its own HTTP port serving
+/// mod_websocket and mod_bosh, to compare canto's transports with.
+pub struct XmppServer {
+    pub c2s: SocketAddr,
+    pub http: SocketAddr,
+    process: ProcessGroup,
+    _dir: tempfile::TempDir,
+}
+
+impl XmppServer {
+    pub async fn start(domain: &str) -> XmppServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (c2s_port, http_port) = (free_port(), free_port());
+        let root = dir.path().display().to_string();
+        let config = format!(
+            r#"run_as_root = true
+daemonize = false
+pidfile = "{root}/prosody.pid"
+data_path = "{root}"
+certificates = "{root}"
+log = {{ info = "{root}/prosody.log" }}
+interfaces = {{ "127.0.0.1" }}
+c2s_ports = {{ {c2s_port} }}; s2s_ports = {{}}; c2s_direct_tls_ports = {{}}; s2s_direct_tls_ports = {{}}
+component_ports = {{}}; legacy_ssl_ports = {{}}; https_ports = {{}}
+http_ports = {{ {http_port} }}
+http_interfaces = {{ "127.0.0.1" }}
+-- What an XMPP server behind a bridge on loopback needs (see the README).
+c2s_require_encryption = false
+allow_unencrypted_plain_auth = true
+consider_websocket_secure = true
+consider_bosh_secure = true
+authentication = "internal_hashed"
+modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "presence"; "websocket"; "bosh" }}
+VirtualHost "{domain}"
+"#
+        );
+        let path = dir.path().join("prosody.cfg.lua");
+        std::fs::write(&path, config).expect("write prosody config");
+        for user in ["alice", "bob"] {
+            let registered = std::process::Command::new("prosodyctl")
+                .arg("--config")
+                .arg(&path)
+                .args(["register", user, domain, "secret"])
+                .output()
+                .expect("prosodyctl (Debian's prosody package; scripts/test installs it)");
+            assert!(registered.status.success(), "prosodyctl register {user}: {registered:?}");
+        }
+        let mut command = std::process::Command::new("prosody");
+        command.arg("--config").arg(&path).arg("-F");
+        let c2s: SocketAddr = ([127, 0, 0, 1], c2s_port).into();
+        let log = dir.path().join("prosody.log");
+        let process = start_listening(command, "prosody", c2s, &log).await;
+        let http: SocketAddr = ([127, 0, 0, 1], http_port).into();
+        assert!(wait_for_port(http, 200).await, "prosody's HTTP port");
+        XmppServer { c2s, http, process, _dir: dir }
+    }
+
+    /// Stops it (SIGTERM: it closes its streams first, as in production).
+    pub fn stop(&mut self) {
+        self.process.stop(Duration::from_secs(10));
+    }
+}
+
+/// Runs `tests/clients/<script>` with Node (the client libraries installed
+/// from `tests/clients/package-lock.json` once per test run, under
+/// `target/`) and returns the JSON object it prints last.
+pub async fn node_client(script: &str, args: &[&str]) -> serde_json::Value {
+    let clients = node_clients();
+    let output = tokio::process::Command::new("node")
+        .arg("--experimental-websocket")
+        .arg(clients.join(script))
+        .args(args)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node (scripts/test installs npm and Node)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().rev().find(|line| line.starts_with('{')).unwrap_or_default();
+    serde_json::from_str(last)
+        .unwrap_or_else(|_| panic!("{script} printed no JSON: {stdout}\n{}", String::from_utf8_lossy(&output.stderr)))
+}
+
+/// `tests/clients` copied under `target/` with its packages installed
+/// (`npm ci`), once per test process.
+pub fn node_clients() -> PathBuf {
+    static INSTALLED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients");
+            let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-clients");
+            std::fs::create_dir_all(&target).expect("create target/test-clients");
+            for entry in std::fs::read_dir(&source).expect("tests/clients") {
+                let entry = entry.expect("tests/clients entry");
+                std::fs::copy(entry.path(), target.join(entry.file_name())).expect("copy a test client");
+            }
+            if !target.join("node_modules/@xmpp/client").is_dir() {
+                let installed = std::process::Command::new("npm")
+                    .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+                    .current_dir(&target)
+                    .status()
+                    .expect("npm");
+                assert!(installed.success(), "npm ci in target/test-clients failed");
+            }
+            target
+        })
+        .clone()
+}
+
 /// Sends one raw HTTP/1.x request and returns the status code and the
 /// response head's headers (names lowercased).
 pub async fn raw_status(addr: SocketAddr, request: &str) -> (u16, Vec<(String, String)>) {
@@ -470,7 +580,14 @@ pub async fn serve_page(html: String) -> SocketAddr {
             let response = response.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
-                let _ = stream.read(&mut buf).await;
+                let read = stream.read(&mut buf).await.unwrap_or(0);
+                if buf[..read].starts_with(b"GET /hold") {
+                    // Headless Chromium's virtual time stands still while a
+                    // request is pending: a page waiting on something that
+                    // is not a request (a WebSocket) fetches this again and
+                    // again until it is done, so the DOM is not dumped before.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
                 let _ = stream.write_all(response.as_bytes()).await;
             });
         }

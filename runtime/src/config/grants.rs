@@ -116,13 +116,21 @@ pub(super) fn module_grants(value: &Spanned) -> Result<BTreeMap<String, Grants>,
     Ok(all)
 }
 
+/// Prosody's XMPP transports, which canto serves by bridging to an XMPP
+/// server (`http_xmpp_server`).
+pub const XMPP_TRANSPORTS: &[&str] = &["websocket"];
+
 impl Config {
     /// What `http_module_grants` gives `app` on `host`, plus what Prosody's
     /// own modules need: the files module reads the host's
-    /// `http_files_dir`, the openmetrics module reads the metrics.
+    /// `http_files_dir`, the openmetrics module reads the metrics, the XMPP
+    /// transports connect to the host's `http_xmpp_server`.
     pub fn grants_for(&self, host: &HostConfig, app: &str) -> Grants {
         let mut grants = self.grants.get(app).cloned().unwrap_or_default();
         grants.metrics |= app == "openmetrics";
+        if XMPP_TRANSPORTS.contains(&app) && !grants.connect.contains(&host.xmpp_server) {
+            grants.connect = grants.connect.iter().cloned().chain([host.xmpp_server.clone()]).collect();
+        }
         if app == "files"
             && let Some(dir) = &host.files_dir
             && !grants.read_dirs.contains(dir)

@@ -29,7 +29,14 @@ pub struct HostConfig {
     pub files_dir: Option<PathBuf>,
     /// `http_paths`: app name → base path, the host's over the global ones.
     pub paths: BTreeMap<String, String>,
+    /// `http_xmpp_server`: the XMPP server's client port the XMPP transport
+    /// modules (`websocket`) bridge to, and are granted to connect to.
+    pub xmpp_server: super::ConnectTarget,
 }
+
+/// Where the XMPP transports connect by default: the XMPP server on this
+/// machine (`localhost`), on its client port.
+pub const DEFAULT_XMPP_PORT: u16 = 5222;
 
 /// `http_external_url = "https://proxy.example:8443/xmpp/"`, taken apart.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -165,7 +172,14 @@ pub(super) fn hosts(
             None => None,
         };
         let paths = http_paths(&options)?;
+        let xmpp_server = match options.get("http_xmpp_server") {
+            Some(value) => super::ConnectTarget::parse(&string(value, "http_xmpp_server")?).map_err(|message| {
+                ConfigError::Invalid { at: value.at.clone(), message: format!("http_xmpp_server: {message}") }
+            })?,
+            None => super::ConnectTarget { host: "localhost".into(), port: DEFAULT_XMPP_PORT },
+        };
         hosts.push(HostConfig {
+            xmpp_server,
             name: section.name,
             paths,
             http_host,

@@ -81,6 +81,8 @@ pub const KNOWN: &[(&str, Scope)] = &[
     ("websocket_frame_fragment_limit", Scope::Global),
     ("http_connect_ca_file", Scope::Global),
     ("http_connect_idle_timeout", Scope::Global),
+    ("http_xmpp_server", Scope::Host),
+    ("http_xmpp_server_direct_tls", Scope::Host),
 ];
 
 /// Names in HTTP's namespaces, where an unknown name is probably a typo.

@@ -216,6 +216,13 @@ impl Activity {
         InFlight(Arc::clone(self))
     }
 
+    /// A WebSocket on an HTTP/2 stream: the connection counts as busy while
+    /// it is open, however quiet.
+    pub fn socket_opened(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(Arc::clone(self))
+    }
+
     pub fn requests_started(&self) -> u64 {
         self.requests_started.load(Ordering::Relaxed)
     }

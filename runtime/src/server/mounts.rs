@@ -280,6 +280,7 @@ pub(crate) fn mounts_for(inputs: &MountInputs<'_>, host: &HostConfig) -> Vec<Mou
             metrics: grants.metrics.then(|| Arc::clone(&lasting.metrics)),
             websockets: Some(Arc::clone(&lasting.websockets)),
             links: Some(Arc::clone(&lasting.links)),
+            parks: module.parked.is_some(),
             grants,
         };
         mounts.push(Mount {

@@ -21,7 +21,7 @@ use crate::error_page::{full_body, redirect, running_page};
 use crate::metrics::ModuleOutcome;
 use crate::routing::{Mount, RequestPath, Route, Site, request_path};
 use crate::vhost::HostLookup;
-use crate::wasm::links::Parked;
+use crate::wasm::links::{Answer, Parked};
 use crate::wasm::{Answered, Invocation, ModuleBody, RequestFacts, SandboxLimits, WasmError};
 
 /// Longer method names are refused (501): the longest registered method
@@ -186,6 +186,8 @@ async fn dispatch(
 
     let (mount, path) = match route(site, &request, reached)? {
         Routed::Module(mount, path) => (mount, path),
+        // A 2xx to a CONNECT would open a tunnel (RFC 9113 §8.5).
+        Routed::Answered(_) if websocket::is_extended_connect(&request) => return Err(Refusal::Connect),
         Routed::Answered(response) => return Ok(response),
     };
     let raw_path_with_query = give_module_routed_path(&mut request, &path)?;
@@ -345,6 +347,9 @@ async fn wake(
         // The module hears why now: the key is free for a new link.
         state.links.close(&mount.identity.room(), parked.link.id);
     }
+    // Until the answer is built, what was read goes back to the link if
+    // this request fails or its client leaves: no stanza is lost.
+    let mut undelivered = Undelivered { link: Arc::clone(&parked.link), data: Some(data.clone()) };
     let _permits = state.module_slots(mount).await?;
     let sandbox = SandboxLimits::from(&state.limits);
     let budgets = (state.limits.timeout, state.limits.wall_timeout);
@@ -352,17 +357,54 @@ async fn wake(
     let result = handler.wake(Arc::clone(&mount.identity), facts, &sandbox, budgets, woken).await;
     let outcome = result.as_ref().map_or_else(WasmError::outcome, |_| ModuleOutcome::Answered);
     state.metrics.module_run(module, outcome);
-    let answer = result.map_err(Refusal::Module)?;
-    let status = StatusCode::from_u16(answer.status)
-        .map_err(|_| Refusal::Module(WasmError::BadAnswer { module: module.clone(), status: answer.status }))?;
+    let response = woken_response(module, result.map_err(Refusal::Module)?, state.limits.max_response_bytes)?;
+    undelivered.data = None;
+    Ok(response)
+}
+
+/// What a woken request read from its link, until it is answered.
+struct Undelivered {
+    link: Arc<crate::wasm::link_registry::Link>,
+    data: Option<Vec<u8>>,
+}
+
+impl Drop for Undelivered {
+    fn drop(&mut self) {
+        if let Some(data) = self.data.take().filter(|data| !data.is_empty()) {
+            self.link.unread(data);
+        }
+    }
+}
+
+/// Headers that frame the message or the connection: the server sets them,
+/// never a module's answer (wasi:http refuses them too).
+const FRAMING_HEADERS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-connection",
+];
+
+/// A woken request's answer as a response: a final status, no framing
+/// headers, a body within `http_module_max_response_size`.
+fn woken_response(module: &Arc<str>, answer: Answer, max_bytes: u64) -> Result<Response<ModuleBody>, Refusal> {
+    let bad = || Refusal::Module(WasmError::BadAnswer { module: module.clone(), status: answer.status });
+    let status = StatusCode::from_u16(answer.status).ok().filter(|s| !s.is_informational()).ok_or_else(bad)?;
+    if answer.body.len() as u64 > max_bytes {
+        return Err(bad());
+    }
     let mut response = Response::new(full_body(Bytes::from(answer.body)));
     *response.status_mut() = status;
     for (name, value) in answer.headers {
         match (http::HeaderName::from_bytes(name.as_bytes()), http::HeaderValue::from_bytes(&value)) {
-            (Ok(name), Ok(value)) => {
+            (Ok(name), Ok(value)) if !FRAMING_HEADERS.contains(&name.as_str()) => {
                 response.headers_mut().append(name, value);
             }
-            _ => tracing::warn!(%module, "dropped an invalid header from a parked request's answer: {name:?}"),
+            _ => tracing::warn!(%module, "dropped a header from a parked request's answer: {name:?}"),
         }
     }
     Ok(response)

@@ -129,12 +129,16 @@ pub async fn upgrade(
     }
 
     let on_upgrade = hyper::upgrade::on(&mut request);
-    if key.is_some() {
-        // From here the HTTP/1.1 connection is a WebSocket, open (with its
-        // place under the cap) until the socket ends. (Over HTTP/2 the
-        // socket is one stream; the connection goes on serving others.)
-        activity.upgrade();
-    }
+    // From here an HTTP/1.1 connection is a WebSocket, open (with its place
+    // under the cap) until the socket ends. Over HTTP/2 the socket is one
+    // stream, and keeps its connection from counting as idle.
+    let busy = match key {
+        Some(_) => {
+            activity.upgrade();
+            None
+        }
+        None => Some(activity.socket_opened()),
+    };
     let too_many_fragments = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let socket = Socket {
         too_many_fragments: Arc::clone(&too_many_fragments),
@@ -163,6 +167,7 @@ pub async fn upgrade(
                 }
                 Err(error) => tracing::debug!(%error, "WebSocket upgrade failed"),
             }
+            drop(busy);
         }
         .in_current_span(),
     );

@@ -66,6 +66,8 @@ pub struct MountIdentity {
     pub websockets: Option<Arc<super::socket_registry::WsRegistry>>,
     /// The server's links (again, this module reaches only its own here).
     pub links: Option<Arc<super::link_registry::LinkRegistry>>,
+    /// Whether the module exports `parked-handler` (it may park requests).
+    pub parks: bool,
 }
 
 impl MountIdentity {
@@ -88,6 +90,8 @@ pub struct InstanceState {
     pub(super) websocket: Option<super::socket_registry::WsEvent>,
     /// Where the request this instance handles waits, if it parked it.
     pub(super) parked: Option<super::links::Parked>,
+    /// Set in an instance answering a woken request: it cannot park again.
+    pub(super) waking: bool,
 }
 
 impl InstanceState {
@@ -129,6 +133,7 @@ impl InstanceState {
             mount,
             websocket: None,
             parked: None,
+            waking: false,
         }
     }
 

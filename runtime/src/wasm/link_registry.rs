@@ -209,6 +209,26 @@ impl Link {
         outcome
     }
 
+    /// Marks the link ended, waking whoever waits on it: they learn why.
+    fn end(&self, reason: &str) {
+        if let Ok(mut received) = self.received.lock()
+            && received.ended.is_none()
+        {
+            received.ended = Some(reason.to_string());
+        }
+        self.changed.send_modify(|version| *version += 1);
+    }
+
+    /// Puts back what a reader took but could not deliver, ahead of
+    /// anything that arrived since.
+    pub fn unread(&self, mut data: Vec<u8>) {
+        if let Ok(mut received) = self.received.lock() {
+            data.append(&mut received.data);
+            received.data = data;
+        }
+        self.changed.send_modify(|version| *version += 1);
+    }
+
     fn take_received(&self) -> Option<Result<Vec<u8>, String>> {
         let mut received = self.received.lock().ok()?;
         if !received.data.is_empty() {
@@ -377,10 +397,15 @@ impl LinkRegistry {
     /// The module closes a link: it is gone at once, and its pump sends
     /// what was queued before ending.
     pub fn close(&self, room: &Room, id: u64) {
+        self.close_because(room, id, "closed by its module");
+    }
+
+    fn close_because(&self, room: &Room, id: u64, reason: &str) {
         if let Ok(link) = self.get(room, id) {
             self.forget(&link);
             link.stopped.store(true, Ordering::Relaxed);
             link.stop.notify_one();
+            link.end(reason);
         }
     }
 
@@ -407,7 +432,7 @@ impl LinkRegistry {
             Err(_) => return,
         };
         for (room, id) in all {
-            self.close(&room, id);
+            self.close_because(&room, id, "the server is shutting down");
         }
     }
 
@@ -502,14 +527,14 @@ impl Pump {
                     let _ = events.send(LinkEvent::Closed(link.id, ended.reason)).await;
                 }
             }
-            None if ended.idle => self.registry.forget(&link),
+            None if ended.idle => {
+                link.end(&ended.reason);
+                self.registry.forget(&link);
+            }
             None => {
                 // Still found by its key, so the module's next `receive`
                 // learns why it ended; forgotten then, or when idle.
-                if let Ok(mut received) = link.received.lock() {
-                    received.ended = Some(ended.reason);
-                }
-                link.changed.send_modify(|version| *version += 1);
+                link.end(&ended.reason);
                 tokio::time::sleep(settings.idle_timeout).await;
                 self.registry.forget(&link);
             }

@@ -111,7 +111,9 @@ impl ParkedSupport {
         (link, data, ended): (u64, Vec<u8>, Option<String>),
     ) -> Result<Answer, WasmError> {
         let module = mount.module.clone();
-        let mut store = Store::new(self.pre.engine(), InstanceState::new(mount, Some(facts), sandbox));
+        let mut state = InstanceState::new(mount, Some(facts), sandbox);
+        state.waking = true;
+        let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limits);
         super::engine::deadline(&mut store, cpu);
         let call = async {
@@ -177,8 +179,11 @@ impl Host for InstanceState {
     }
 
     async fn park(&mut self, link: u64, max_wait_ms: u32) -> Result<(), String> {
-        if self.facts.is_none() {
-            return Err("only an HTTP request can be parked".into());
+        if self.facts.is_none() || self.waking {
+            return Err("only an HTTP request being handled can be parked".into());
+        }
+        if !self.mount.parks {
+            return Err(format!("module {} does not export canto:http/parked-handler", self.mount.module));
         }
         let link = self.link(link)?;
         let turn = link.take_turn()?;

@@ -51,7 +51,9 @@ pub enum WasmError {
     NoResponse { module: Arc<str> },
     #[error("module {module}: parked a request but does not export canto:http/parked-handler")]
     NoParkedHandler { module: Arc<str> },
-    #[error("module {module}: answered a parked request with status {status}")]
+    #[error(
+        "module {module}: its answer to a parked request is invalid (status {status}, or a body over http_module_max_response_size)"
+    )]
     BadAnswer { module: Arc<str>, status: u16 },
     #[error("module {module}: answered with an error: {code:?}")]
     ErrorResponse { module: Arc<str>, code: String },

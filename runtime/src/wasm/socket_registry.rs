@@ -15,8 +15,9 @@ pub const SEND_QUEUE: usize = 64;
 /// Bytes queued to one connection before its reader counts as too slow
 /// (a module cannot make the server buffer without bound).
 pub const SEND_QUEUE_BYTES: usize = 4 << 20;
-/// Bytes of state a module may keep per connection.
-pub const MAX_STATE_BYTES: usize = 64 * 1024;
+/// Bytes of state a module may keep per connection: room for an unfinished
+/// stanza as large as Prosody allows a WebSocket frame (512 KiB).
+pub const MAX_STATE_BYTES: usize = 512 * 1024;
 
 /// What the server is asked to do with a connection.
 #[derive(Debug)]

@@ -122,6 +122,7 @@ pub(super) fn loading_mount(module: &Arc<str>) -> Arc<MountIdentity> {
         metrics: None,
         websockets: None,
         links: None,
+        parks: false,
     })
 }
 

@@ -66,10 +66,14 @@ const SOCKET_PAGE: &str = r#"<!DOCTYPE html><html><body><pre id="out">pending</p
 const port = new URLSearchParams(location.search).get("canto");
 const out = document.getElementById("out");
 let opened = false;
+// A request pending until the socket is done, so the page is not dumped before.
+let done = false;
+const hold = () => { if (!done) fetch("/hold").catch(() => {}).finally(hold); };
+hold();
 const socket = new WebSocket("ws://localhost:" + port + "/ws_echo/", ["echo"]);
 socket.onopen = () => { opened = true; socket.send("from the browser"); };
-socket.onmessage = (e) => { out.textContent = "echo=" + e.data + " protocol=" + socket.protocol; socket.close(1000); };
-socket.onclose = () => { if (!opened) out.textContent = "refused"; };
+socket.onmessage = (e) => { out.textContent = "echo=" + e.data + " protocol=" + socket.protocol; socket.close(1000); done = true; };
+socket.onclose = () => { if (!opened) out.textContent = "refused"; done = true; };
 </script></body></html>"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

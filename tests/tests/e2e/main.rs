@@ -43,3 +43,4 @@ mod reload;
 mod sandbox;
 mod vhosts;
 mod websockets;
+mod xmpp;

@@ -1,0 +1,82 @@
+//! Prosody's XMPP transports as canto modules (`websocket`), in front of a
+//! real XMPP server (Debian's Prosody on a loopback client port), driven by
+//! a real client library (`@xmpp/client` from npm) — and the same client
+//! against Prosody's own mod_websocket, for the same outcome.
+
+use canto_tests::{XmppServer, node_client};
+use tokio::io::AsyncBufReadExt;
+
+use super::*;
+
+fn site(domain: &str, xmpp: &XmppServer) -> String {
+    format!(
+        "http_default_host = \"{domain}\"\nVirtualHost \"{domain}\"\n    modules_enabled = {{ \"websocket\" }}\n    http_xmpp_server = \"{}\"\n",
+        xmpp.c2s
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_log_in_and_talk_through_canto_as_through_prosodys_own_websocket() {
+    let xmpp = XmppServer::start("ws.xmpp.test").await;
+    let server = TestServer::start(&site("ws.xmpp.test", &xmpp)).await;
+    let through_canto = format!("ws://127.0.0.1:{}/xmpp-websocket", server.addr.port());
+    let prosodys_own = format!("ws://{}/xmpp-websocket", xmpp.http);
+    for (name, url) in [("canto", &through_canto), ("Prosody's mod_websocket", &prosodys_own)] {
+        let seen = node_client("xmpp_websocket.mjs", &[url, "ws.xmpp.test"]).await;
+        assert_eq!(seen["errors"], serde_json::json!([]), "{name}: {seen}");
+        assert!(seen["alice"].as_str().is_some_and(|jid| jid.starts_with("alice@ws.xmpp.test/")), "{name}: {seen}");
+        assert_eq!(seen["roster"], "jabber:iq:roster", "{name}: {seen}");
+        assert_eq!(seen["bob_got"]["body"], "hello bob", "{name}: {seen}");
+        assert_eq!(seen["bob_got"]["from"], seen["alice"], "{name}: {seen}");
+        assert_eq!(seen["alice_got"]["body"], "hello alice ✓ <&>", "{name}: {seen}");
+        assert_eq!(seen["stopped"], true, "{name}: {seen}");
+    }
+    // The endpoint answers a plain GET as Prosody's does, and refuses a
+    // WebSocket without the `xmpp` subprotocol with 501.
+    let page = server.get("ws.xmpp.test", "/xmpp-websocket").await;
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("It works! Now point your WebSocket client"));
+    let no_xmpp = raw_exchange(
+        &server,
+        b"GET /xmpp-websocket HTTP/1.1\r\nHost: ws.xmpp.test\r\nUpgrade: websocket\r\nConnection: Upgrade, close\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await;
+    assert!(no_xmpp.starts_with("HTTP/1.1 501 "), "{no_xmpp}");
+}
+
+/// The XMPP server going away ends each bridged session cleanly: the
+/// client hears the stream close, and canto keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_xmpp_server_stopping_closes_the_sessions_it_carried() {
+    let mut xmpp = XmppServer::start("stop.xmpp.test").await;
+    let server = TestServer::start(&site("stop.xmpp.test", &xmpp)).await;
+    let url = format!("ws://127.0.0.1:{}/xmpp-websocket", server.addr.port());
+    let mut client = node_process("xmpp_websocket_hold.mjs", &[&url, "stop.xmpp.test"]);
+    let mut lines = tokio::io::BufReader::new(client.stdout.take().unwrap()).lines();
+    let online = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.unwrap().unwrap().unwrap();
+    assert!(online.contains("alice@stop.xmpp.test/"), "{online}");
+    xmpp.stop();
+    let ended = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.unwrap().unwrap().unwrap();
+    let ended: serde_json::Value = serde_json::from_str(&ended).unwrap();
+    assert!(ended["disconnected"].is_object(), "{ended}");
+    assert_eq!(
+        ended["errors"],
+        serde_json::json!(["system-shutdown"]),
+        "Prosody's stream error reached the client: {ended}"
+    );
+    let _ = client.wait().await;
+    assert_eq!(server.get("stop.xmpp.test", "/xmpp-websocket").await.status(), 200);
+}
+
+fn node_process(script: &str, args: &[&str]) -> tokio::process::Child {
+    let clients = canto_tests::node_clients();
+    tokio::process::Command::new("node")
+        .arg("--experimental-websocket")
+        .arg(clients.join(script))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node")
+}
