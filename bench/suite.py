@@ -17,11 +17,15 @@ Scenarios:
   websocket  10,000 idle WebSockets (server RSS per connection), and echo round
              trips at 1 and 64 connections: canto's http_ws_echo (a fresh
              instance per message) vs a native tokio-tungstenite echo server
+  xmpp       XMPP over WebSocket between anonymous users (@xmpp/client): message
+             round trips at 1 and 100 pairs, and memory per idle session, through
+             canto's `websocket` in front of Prosody's c2s vs Prosody's own mod_websocket
 
 `--smoke` (what CI runs): canto only, 1 s per measurement, and any error
 response fails the run, so the suite cannot rot.
 """
 
+import json
 import os
 import re
 import resource
@@ -131,6 +135,13 @@ http {{ access_log off; keepalive_requests 1000000;
 
 
 def prosody(config):
+    """Prosody with `config` on a free HTTP port; returns the port."""
+    return prosody_server(config)[1]
+
+
+def prosody_server(config, c2s_port=None):
+    """Prosody with `config` on a free HTTP port, and `c2s_port` as its client
+    port if given; returns (process, HTTP port)."""
     port = free_port()
     root = tempfile.mkdtemp(dir=work)
     path = os.path.join(root, "prosody.cfg.lua")
@@ -141,14 +152,15 @@ pidfile = "{root}/prosody.pid"
 data_path = "{root}"
 log = {{ error = "{root}/prosody.log" }}
 plugin_paths = {{ "{ROOT}/bench/prosody" }}
-c2s_ports = {{}}; s2s_ports = {{}}; c2s_direct_tls_ports = {{}}; s2s_direct_tls_ports = {{}}
+c2s_ports = {{ {c2s_port or ""} }}; s2s_ports = {{}}; c2s_direct_tls_ports = {{}}; s2s_direct_tls_ports = {{}}
 component_ports = {{}}; legacy_ssl_ports = {{}}; https_ports = {{}}
+interfaces = {{ "127.0.0.1" }}
 http_ports = {{ {port} }}
 http_interfaces = {{ "127.0.0.1" }}
 {config}""")
-    start(["prosody", "--config", path, "-F"])
+    process = start(["prosody", "--config", path, "-F"])
     wait_port(port)
-    return port
+    return process, port
 
 
 def wrk_run(url, connections=CONNECTIONS, duration=DURATION, script=None, headers=(), allow_errors=False):
@@ -528,9 +540,86 @@ def scenario_websocket():
         stop(server)
 
 
+def node_clients():
+    """tests/clients with its packages installed under target/ (as the tests do)."""
+    target = os.path.join(ROOT, "target/test-clients")
+    os.makedirs(target, exist_ok=True)
+    source = os.path.join(ROOT, "tests/clients")
+    for name in os.listdir(source):
+        shutil.copy(os.path.join(source, name), target)
+    if not os.path.isdir(os.path.join(target, "node_modules/@xmpp/client")):
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=target, check=True)
+    return target
+
+
+def xmpp_load(*args):
+    """Runs tests/clients/xmpp_load.mjs; returns the JSON it prints."""
+    script = os.path.join(node_clients(), "xmpp_load.mjs")
+    out = subprocess.run(["node", "--experimental-websocket", script, *map(str, args)], capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"xmpp_load {args[0]} failed: {out.stderr.strip()[-500:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def xmpp_idle_kib(servers, url, domain, count):
+    """Each of `servers`' RSS growth per idle XMPP session, in KiB."""
+    before = [rss_kib(server) for server in servers]
+    script = os.path.join(node_clients(), "xmpp_load.mjs")
+    load = subprocess.Popen(["node", "--experimental-websocket", script, "idle", url, domain, str(count)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            start_new_session=True)
+    processes.append(load)
+    if json.loads(load.stdout.readline() or "{}").get("online") != count:
+        sys.exit(f"could not log {count} XMPP sessions in through {url}")
+    time.sleep(1)
+    after = [rss_kib(server) for server in servers]
+    load.stdin.close()
+    load.wait(timeout=60)
+    return [(a - b) / count for a, b in zip(after, before)]
+
+
+def scenario_xmpp():
+    domain = "anon.localhost"
+    xmpp_config = ('modules_enabled = { "websocket"; "saslauth"; "ping"; "presence" }\n'
+                   'consider_websocket_secure = true\nc2s_require_encryption = false\n'
+                   f'VirtualHost "{domain}"\n  authentication = "anonymous"\n')
+    # One Prosody behind canto, another serving its own mod_websocket: each
+    # one's memory is measured from its own start.
+    c2s = free_port()
+    behind, _ = prosody_server(xmpp_config, c2s_port=c2s)
+    wait_port(c2s)
+    proc, port, _ = canto(f'http_default_host = "{domain}"\nVirtualHost "{domain}"\n'
+                          f'  modules_enabled = {{ "websocket" }}\n  http_xmpp_server = "127.0.0.1:{c2s}"\n')
+    systems = [("canto websocket -> Prosody c2s", f"ws://127.0.0.1:{port}/xmpp-websocket")]
+    if not SMOKE:
+        own, own_port = prosody_server(xmpp_config)
+        systems.append(("Prosody 0.12 mod_websocket", f"ws://127.0.0.1:{own_port}/xmpp-websocket"))
+    for pairs in (1, 100):
+        results = [xmpp_load("pingpong", url, domain, pairs, DURATION) for _, url in systems]
+        ours = results[0]
+        for i, ((name, _), result) in enumerate(zip(systems, results)):
+            ratio = f"canto = {ours['rate'] / result['rate']:.2f}x msg/s, p99 {ours['p99_ms'] / result['p99_ms']:.2f}x" if i else ""
+            rows.append((f"xmpp round trips, {pairs} pair{'s' if pairs > 1 else ''}", name,
+                         f"{result['rate']:,.0f} msg/s, p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms", ratio))
+    # Memory once both have served the round trips above (warm, as in use).
+    count = 10 if SMOKE else int(os.environ.get("XMPP_IDLE", "1000"))
+    canto_kib, behind_kib = xmpp_idle_kib([proc, behind], systems[0][1], domain, count)
+    rows.append(("xmpp idle sessions", systems[0][0],
+                 f"{count:,} open: canto {canto_kib:.1f} KiB + Prosody c2s {behind_kib:.1f} KiB per session", ""))
+    if not SMOKE:
+        (own_kib,) = xmpp_idle_kib([own], systems[1][1], domain, count)
+        rows.append(("xmpp idle sessions", systems[1][0], f"{count:,} open: {own_kib:.1f} KiB per session",
+                     f"canto's own = {canto_kib / own_kib:.2f}x, with Prosody's c2s = {(canto_kib + behind_kib) / own_kib:.2f}x"))
+    stop(proc)
+    stop(behind)
+    if not SMOKE:
+        stop(own)
+
+
 SCENARIOS = [("hello", scenario_hello), ("wasi-http", scenario_wasi_http), ("static", scenario_static),
              ("https", scenario_https), ("vhosts", scenario_vhosts), ("languages", scenario_languages),
-             ("reload", scenario_reload), ("restart", scenario_restart), ("websocket", scenario_websocket)]
+             ("reload", scenario_reload), ("restart", scenario_restart), ("websocket", scenario_websocket),
+             ("xmpp", scenario_xmpp)]
 
 # Thousands of sockets each: the servers and the load inherit this.
 resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)

@@ -1,9 +1,15 @@
 // Two users log in over XMPP-over-WebSocket (RFC 7395) with @xmpp/client,
 // exchange messages, read their rosters and leave; prints what happened as
-// JSON. Usage: node --experimental-websocket xmpp_websocket.mjs <ws-url> <domain>
+// JSON. Usage: node --experimental-websocket xmpp_websocket.mjs <ws-url> <domain> [pause]
+// With `pause`, it prints {"online": true} once both are logged in and waits
+// for a line on stdin before the messages.
 import { client, xml } from "@xmpp/client";
 
-const [service, domain] = process.argv.slice(2);
+const [service, domain, pause] = process.argv.slice(2);
+
+function line() {
+  return new Promise((resolve) => process.stdin.once("data", resolve));
+}
 const out = { errors: [] };
 
 function connect(username) {
@@ -29,6 +35,10 @@ async function main() {
   out.roster = roster.getChild("query")?.attrs.xmlns ?? null;
   await alice.send(xml("presence"));
   await bob.send(xml("presence"));
+  if (pause === "pause") {
+    console.log(JSON.stringify({ online: true }));
+    await line();
+  }
 
   const toBob = nextMessage(bob);
   await alice.send(xml("message", { to: out.bob, type: "chat" }, xml("body", {}, "hello bob")));

@@ -355,7 +355,8 @@ http_interfaces = {{ "127.0.0.1" }}
 }
 
 /// Debian's Prosody 0.12 as an XMPP server for one domain, with users
-/// `alice` and `bob` (password `secret`): its client port (plain, as on a
+/// `alice` and `bob` (password `secret`), and `anon.<domain>` for
+/// anonymous logins: its client port (plain, as on a
 /// loopback port behind a bridge) and its own HTTP port serving
 /// mod_websocket and mod_bosh, to compare canto's transports with.
 pub struct XmppServer {
@@ -390,6 +391,9 @@ consider_bosh_secure = true
 authentication = "internal_hashed"
 modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "presence"; "websocket"; "bosh" }}
 VirtualHost "{domain}"
+-- Guests log in without an account, for tests with many sessions.
+VirtualHost "anon.{domain}"
+    authentication = "anonymous"
 "#
         );
         let path = dir.path().join("prosody.cfg.lua");

@@ -38,7 +38,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a link closed by its module may take to send what was queued.
 const FLUSH_TIME: Duration = Duration::from_secs(2);
-const READ_CHUNK: usize = 16 * 1024;
+/// Per link, while it lives: small, since most links are idle most of the time.
+const READ_CHUNK: usize = 4 * 1024;
 /// Bytes gathered into one event while the module handles the last one.
 const EVENT_BYTES: usize = 64 * 1024;
 

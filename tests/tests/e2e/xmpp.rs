@@ -68,12 +68,53 @@ async fn the_xmpp_server_stopping_closes_the_sessions_it_carried() {
     assert_eq!(server.get("stop.xmpp.test", "/xmpp-websocket").await.status(), 200);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_sessions_message_each_other_at_once() {
+    let xmpp = XmppServer::start("many.xmpp.test").await;
+    let server = TestServer::start(&site("anon.many.xmpp.test", &xmpp)).await;
+    let url = format!("ws://127.0.0.1:{}/xmpp-websocket", server.addr.port());
+    let seen = node_client("xmpp_websocket_many.mjs", &[&url, "anon.many.xmpp.test", "50"]).await;
+    assert_eq!(seen["errors"], serde_json::json!([]), "{seen}");
+    assert_eq!((seen["online"].as_u64(), seen["delivered"].as_u64()), (Some(100), Some(100)), "{seen}");
+}
+
+/// The module replaced while two users are logged in: their sessions go
+/// on, handled by the new version from the next event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_reload_keeps_xmpp_sessions_open() {
+    let xmpp = XmppServer::start("reload.xmpp.test").await;
+    let first = std::fs::read(canto_guests::HTTP_XMPP_WEBSOCKET).unwrap();
+    let config = site("reload.xmpp.test", &xmpp);
+    let server = TestServer::start_with(&config, &[("websocket", canto_guests::HTTP_XMPP_WEBSOCKET)]).await;
+    let url = format!("ws://127.0.0.1:{}/xmpp-websocket", server.addr.port());
+    let mut client = node_process("xmpp_websocket.mjs", &[&url, "reload.xmpp.test", "pause"]);
+    let mut lines = tokio::io::BufReader::new(client.stdout.take().unwrap()).lines();
+    let online = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.unwrap().unwrap().unwrap();
+    assert_eq!(online, r#"{"online":true}"#);
+    // Another version: the same code with a custom section appended.
+    let this_file = server.plugin_dir().join("mod_websocket.wasm").display().to_string();
+    let seen_loads = log_lines_with(&["loaded module", &this_file]).len();
+    let mut second = first.clone();
+    second.extend_from_slice(&[0x00, 0x07, 0x06]);
+    second.extend_from_slice(b"canto2");
+    server.install_module("websocket", &second);
+    wait_for_another_log(&["loaded module", &this_file], seen_loads).await;
+    tokio::io::AsyncWriteExt::write_all(client.stdin.as_mut().unwrap(), b"go\n").await.unwrap();
+    let done = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.unwrap().unwrap().unwrap();
+    let seen: serde_json::Value = serde_json::from_str(&done).unwrap();
+    assert_eq!(seen["errors"], serde_json::json!([]), "{seen}");
+    assert_eq!(seen["bob_got"]["body"], "hello bob", "{seen}");
+    assert_eq!(seen["alice_got"]["body"], "hello alice ✓ <&>", "{seen}");
+    let _ = client.wait().await;
+}
+
 fn node_process(script: &str, args: &[&str]) -> tokio::process::Child {
     let clients = canto_tests::node_clients();
     tokio::process::Command::new("node")
         .arg("--experimental-websocket")
         .arg(clients.join(script))
         .args(args)
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
