@@ -547,8 +547,14 @@ def node_clients():
     source = os.path.join(ROOT, "tests/clients")
     for name in os.listdir(source):
         shutil.copy(os.path.join(source, name), target)
-    if not os.path.isdir(os.path.join(target, "node_modules/@xmpp/client")):
+    # Installed again whenever the lock file changed since (as the tests do).
+    with open(os.path.join(target, "package-lock.json"), "rb") as f:
+        lock = f.read()
+    stamp = os.path.join(target, "node_modules/.installed-from-lock")
+    if not os.path.exists(stamp) or open(stamp, "rb").read() != lock:
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=target, check=True)
+        with open(stamp, "wb") as f:
+            f.write(lock)
     return target
 
 

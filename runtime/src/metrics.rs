@@ -29,7 +29,6 @@ pub struct Metrics {
     closed_no_first_byte: AtomicU64,
     closed_idle: AtomicU64,
     slow_request_bodies: AtomicU64,
-    websockets_open: AtomicI64,
     links_open: AtomicI64,
     websocket_messages_in: AtomicU64,
     websocket_messages_out: AtomicU64,
@@ -45,6 +44,10 @@ struct ModuleCounts {
     traps: u64,
     timeouts: u64,
     busy: u64,
+    /// WebSockets open now (sessions, for the XMPP transport).
+    websockets_open: u64,
+    /// Whether it ever had one: only such modules get the gauge.
+    serves_websockets: bool,
 }
 
 /// How one module run ended, as far as metrics care.
@@ -131,9 +134,14 @@ impl Metrics {
         counter.fetch_add(1, Relaxed);
     }
 
-    /// A WebSocket opened (`true`) or closed.
-    pub fn websocket_opened(&self, opened: bool) {
-        self.websockets_open.fetch_add(if opened { 1 } else { -1 }, Relaxed);
+    /// A WebSocket of `module` opened (`true`) or closed.
+    pub fn websocket_opened(&self, module: &str, opened: bool) {
+        if let Ok(mut modules) = self.modules.lock() {
+            let counts = modules.entry(module.to_string()).or_default();
+            counts.serves_websockets = true;
+            let open = &mut counts.websockets_open;
+            *open = if opened { *open + 1 } else { open.saturating_sub(1) };
+        }
     }
 
     /// A module's link opened (`true`) or closed.
@@ -259,12 +267,21 @@ impl Metrics {
                     total(label(&[("direction", "response")]), self.slow_response_bodies.load(Relaxed)),
                 ],
             ),
-            gauge(
-                "canto_websockets_open",
-                "WebSocket connections open now.",
-                "",
-                self.websockets_open.load(Relaxed) as f64,
-            ),
+            Family {
+                name: "canto_websockets_open",
+                help: "WebSocket connections open now, by module (for the XMPP transport: its sessions).",
+                kind: Kind::Gauge,
+                unit: "",
+                samples: modules
+                    .iter()
+                    .filter(|(_, counts)| counts.serves_websockets)
+                    .map(|(module, counts)| Sample {
+                        suffix: "",
+                        labels: label(&[("module", module)]),
+                        value: counts.websockets_open as f64,
+                    })
+                    .collect(),
+            },
             gauge(
                 "canto_links_open",
                 "Outgoing connections modules hold open now (canto:http/links).",

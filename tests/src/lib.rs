@@ -455,13 +455,17 @@ pub fn node_clients() -> PathBuf {
                 let entry = entry.expect("tests/clients entry");
                 std::fs::copy(entry.path(), target.join(entry.file_name())).expect("copy a test client");
             }
-            if !target.join("node_modules/@xmpp/client").is_dir() {
+            // Installed again whenever the lock file changed since.
+            let lock = std::fs::read(target.join("package-lock.json")).expect("package-lock.json");
+            let stamp = target.join("node_modules/.installed-from-lock");
+            if std::fs::read(&stamp).ok().as_ref() != Some(&lock) {
                 let installed = std::process::Command::new("npm")
                     .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
                     .current_dir(&target)
                     .status()
                     .expect("npm");
                 assert!(installed.success(), "npm ci in target/test-clients failed");
+                std::fs::write(&stamp, &lock).expect("write the install stamp");
             }
             target
         })

@@ -339,13 +339,13 @@ impl Socket {
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
         let metrics = Arc::clone(&self.live.load().metrics);
-        metrics.websocket_opened(true);
+        metrics.websocket_opened(&self.module, true);
         let ended = self.exchange(&mut stream, idle, &metrics).await;
         // Gone from the room, and the socket closed, before the module
         // hears of it: nothing can be sent to it any more.
         drop(stream);
         self.membership.leave();
-        metrics.websocket_opened(false);
+        metrics.websocket_opened(&self.module, false);
         let _ = self.event(Event::Socket(EventKind::Close(ended.code, ended.reason))).await;
         self.live.load().links.close_socket(&self.membership.room, self.info.id);
     }

@@ -3,7 +3,7 @@
 //! a real client library (`@xmpp/client` from npm) — and the same client
 //! against Prosody's own mod_websocket, for the same outcome.
 
-use canto_tests::{XmppServer, node_client};
+use canto_tests::{XmppServer, chromium_dom, node_client, node_clients, serve_page};
 use tokio::io::AsyncBufReadExt;
 
 use super::*;
@@ -78,6 +78,23 @@ async fn a_hundred_sessions_message_each_other_at_once() {
     assert_eq!((seen["online"].as_u64(), seen["delivered"].as_u64()), (Some(100), Some(100)), "{seen}");
 }
 
+/// Sessions by transport: the open WebSockets of the `websocket` module.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_sessions_are_counted_by_transport() {
+    let xmpp = XmppServer::start("count.xmpp.test").await;
+    let config = site("count.xmpp.test", &xmpp).replace("{ \"websocket\" }", "{ \"websocket\", \"http_openmetrics\" }");
+    let server = TestServer::start(&config).await;
+    let url = format!("ws://127.0.0.1:{}/xmpp-websocket", server.addr.port());
+    let mut client = node_process("xmpp_websocket_hold.mjs", &[&url, "count.xmpp.test"]);
+    let mut lines = tokio::io::BufReader::new(client.stdout.take().unwrap()).lines();
+    let online = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.unwrap().unwrap().unwrap();
+    assert!(online.contains("alice@count.xmpp.test/"), "{online}");
+    let metrics = server.get("count.xmpp.test", "/metrics").await.text().await.unwrap();
+    let open = metrics.lines().find_map(|line| line.strip_prefix("canto_websockets_open{module=\"websocket\"} "));
+    assert_eq!(open.and_then(|v| v.parse::<f64>().ok()), Some(1.0), "{metrics}");
+    assert!(!metrics.contains("canto_websockets_open{module=\"http_openmetrics\"}"), "{metrics}");
+}
+
 /// The module replaced while two users are logged in: their sessions go
 /// on, handled by the new version from the next event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,6 +123,54 @@ async fn a_hot_reload_keeps_xmpp_sessions_open() {
     assert_eq!(seen["bob_got"]["body"], "hello bob", "{seen}");
     assert_eq!(seen["alice_got"]["body"], "hello alice ✓ <&>", "{seen}");
     let _ = client.wait().await;
+}
+
+/// Strophe.js (npm) in headless Chromium, from a page on another origin:
+/// it logs in over canto's `websocket` and messages itself.
+const STROPHE_PAGE: &str = r#"<!DOCTYPE html><html><body><pre id="out">pending</pre><script>STROPHE</script><script>
+const params = new URLSearchParams(location.search);
+const out = document.getElementById("out");
+// A request pending until the session is done, so the page is not dumped before.
+let done = false;
+const hold = () => { if (!done) fetch("/hold").catch(() => {}).finally(hold); };
+hold();
+const finish = (text) => { if (!done) { out.textContent = text; done = true; } };
+const { Strophe, $msg } = window.strophe ?? window;
+const connection = new Strophe.Connection(params.get("service"));
+connection.connect(params.get("jid"), "secret", (status) => {
+  if (status === Strophe.Status.CONNECTED) {
+    connection.addHandler((message) => {
+      const body = message.getElementsByTagName("body")[0];
+      finish("connected=" + Strophe.getBareJidFromJid(connection.jid) + " echo=" + Strophe.getText(body));
+      connection.disconnect();
+      return false;
+    }, null, "message");
+    connection.send($msg({ to: connection.jid, type: "chat" }).c("body").t("to myself"));
+  } else if ([Strophe.Status.ERROR, Strophe.Status.CONNFAIL, Strophe.Status.AUTHFAIL, Strophe.Status.DISCONNECTED].includes(status)) {
+    finish("failed status=" + status);
+  }
+});
+</script></body></html>"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strophe_in_a_browser_logs_in_from_an_allowed_origin_and_not_from_another() {
+    let xmpp = XmppServer::start("browser.xmpp.test").await;
+    let strophe = node_clients().join("node_modules/strophe.js/dist/strophe.umd.min.js");
+    let page = STROPHE_PAGE.replace("STROPHE", &std::fs::read_to_string(strophe).unwrap());
+    let (allowed, other) = (serve_page(page.clone()).await, serve_page(page).await);
+    let config =
+        format!("access_control_allow_origins = {{ \"http://{allowed}\" }}\n{}", site("browser.xmpp.test", &xmpp));
+    let server = TestServer::start(&config).await;
+    let port = server.addr.port();
+    let run = |page: std::net::SocketAddr| async move {
+        let url = format!("http://{page}/?service=ws://localhost:{port}/xmpp-websocket&jid=alice@browser.xmpp.test");
+        tokio::task::spawn_blocking(move || chromium_dom(&url)).await.unwrap()
+    };
+    let dom = run(allowed).await;
+    assert!(dom.contains("connected=alice@browser.xmpp.test echo=to myself"), "{dom}");
+    let dom = run(other).await;
+    assert!(dom.contains("failed status="), "the Origin is refused before the upgrade: {dom}");
+    wait_for_log(&["canto::access", "status=403", "module=websocket"]).await;
 }
 
 fn node_process(script: &str, args: &[&str]) -> tokio::process::Child {
