@@ -594,7 +594,7 @@ def scenario_xmpp():
     c2s = free_port()
     behind, _ = prosody_server(xmpp_config, c2s_port=c2s)
     wait_port(c2s)
-    proc, port, _ = canto(f'http_default_host = "{domain}"\nVirtualHost "{domain}"\n'
+    proc, port, _ = canto(f'consider_websocket_secure = true\nhttp_default_host = "{domain}"\nVirtualHost "{domain}"\n'
                           f'  modules_enabled = {{ "websocket" }}\n  http_xmpp_server = "127.0.0.1:{c2s}"\n')
     systems = [("canto websocket -> Prosody c2s", f"ws://127.0.0.1:{port}/xmpp-websocket")]
     if not SMOKE:

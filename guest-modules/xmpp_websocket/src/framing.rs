@@ -33,6 +33,8 @@ pub fn cut(buffer: &str) -> (Vec<Piece>, usize) {
         let tag = &rest[start..];
         let taken = if tag.starts_with("<?") {
             tag.find("?>").map(|end| end + 2)
+        } else if tag.starts_with("<!--") {
+            tag.find("-->").map(|end| end + 3)
         } else if tag.starts_with("</stream:stream") {
             tag.find('>').map(|end| {
                 pieces.push(Piece::Close);
@@ -148,6 +150,17 @@ pub fn open_for_client(attributes: &[(String, String)]) -> String {
         }
     }
     open + "/>"
+}
+
+/// Whether the server's features demand STARTTLS and offer nothing else
+/// (Prosody's `c2s_require_encryption` on a plain port): over the bridge no
+/// one can log in then.
+pub fn demands_starttls(element: &str) -> bool {
+    element.starts_with("<stream:features")
+        && element.contains("<starttls")
+        && element.contains("<required")
+        && !element.contains("<mechanisms")
+        && !element.contains("<bind")
 }
 
 /// `<close/>` for the client.

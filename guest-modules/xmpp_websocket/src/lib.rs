@@ -92,8 +92,20 @@ impl exports::canto::http::websocket_handler::Guest for Bridge {
     }
 
     fn on_open() -> Result<(), u16> {
-        if websocket::current().subprotocol.as_deref() != Some("xmpp") {
+        let connection = websocket::current();
+        if connection.subprotocol.as_deref() != Some("xmpp") {
             return Err(501);
+        }
+        // Prosody judges a WebSocket's security by its own TLS or
+        // `consider_websocket_secure`; the XMPP server behind the bridge
+        // cannot, so a plain one is refused here unless the operator says so.
+        let considered_secure = option("consider_websocket_secure").and_then(|v| v.as_bool()).unwrap_or(false);
+        if !connection.secure && !considered_secure {
+            log(
+                Level::Warn,
+                "refused a WebSocket that is not secure (set consider_websocket_secure = true behind a TLS proxy you trust)",
+            );
+            return Err(403);
         }
         let target = option("http_xmpp_server").and_then(|v| v.as_str().map(String::from));
         let target = target.unwrap_or_else(|| "localhost:5222".into());
@@ -132,12 +144,10 @@ impl exports::canto::http::websocket_handler::Guest for Bridge {
     }
 
     fn on_close(_code: u16, _reason: String) {
-        // The link closes after this event, sending what was queued.
-        if let Some(session) = Session::load()
-            && session.in_stream
-        {
-            let _ = links::send(session.link, b"</stream:stream>");
-        }
+        // The link closes after this event. No `</stream:stream>` unless the
+        // client sent `<close/>`: a socket that just went away is a lost
+        // connection to the XMPP server too, so a stream-management session
+        // can be resumed (as with Prosody's own mod_websocket).
     }
 }
 
@@ -148,7 +158,12 @@ impl exports::canto::http::link_handler::Guest for Bridge {
         // Only whole UTF-8 goes to the cutter; a split character waits.
         let valid = match std::str::from_utf8(&session.pending) {
             Ok(text) => text.len(),
-            Err(error) => error.valid_up_to(),
+            Err(error) if error.error_len().is_none() => error.valid_up_to(),
+            Err(_) => {
+                log(Level::Error, "the XMPP server sent invalid UTF-8; closing");
+                close_client(1011, "invalid data from the XMPP server");
+                return;
+            }
         };
         let text = String::from_utf8_lossy(&session.pending[..valid]).into_owned();
         let (pieces, taken) = framing::cut(&text);
@@ -157,6 +172,14 @@ impl exports::canto::http::link_handler::Guest for Bridge {
                 Piece::Open(attributes) => {
                     session.in_stream = true;
                     send_to_client(framing::open_for_client(&attributes));
+                }
+                Piece::Element(element) if framing::demands_starttls(&element) => {
+                    log(
+                        Level::Error,
+                        "the XMPP server demands STARTTLS on the bridged port: give canto a loopback client port without it (Prosody: c2s_require_encryption = false), or set http_xmpp_server_direct_tls",
+                    );
+                    close_client(1011, "the XMPP server is misconfigured for the bridge");
+                    return;
                 }
                 Piece::Element(element) => send_to_client(framing::element_for_client(&element)),
                 // The WebSocket closes when the server then hangs up.
@@ -187,7 +210,11 @@ impl metadata::exports::canto::http::metadata::Guest for Bridge {
         ModuleInfo {
             default_path: Some("/xmpp-websocket".into()),
             cors: None,
-            options: vec!["http_xmpp_server".into(), "http_xmpp_server_direct_tls".into()],
+            options: vec![
+                "http_xmpp_server".into(),
+                "http_xmpp_server_direct_tls".into(),
+                "consider_websocket_secure".into(),
+            ],
             serve_bare_path: true,
         }
     }

@@ -8,7 +8,12 @@ use tokio::io::AsyncBufReadExt;
 
 use super::*;
 
+/// canto in front of `xmpp`; plain `ws://` is allowed, as behind a TLS proxy.
 fn site(domain: &str, xmpp: &XmppServer) -> String {
+    format!("consider_websocket_secure = true\n{}", insecure_site(domain, xmpp))
+}
+
+fn insecure_site(domain: &str, xmpp: &XmppServer) -> String {
     format!(
         "http_default_host = \"{domain}\"\nVirtualHost \"{domain}\"\n    modules_enabled = {{ \"websocket\" }}\n    http_xmpp_server = \"{}\"\n",
         xmpp.c2s
@@ -42,6 +47,22 @@ async fn clients_log_in_and_talk_through_canto_as_through_prosodys_own_websocket
     )
     .await;
     assert!(no_xmpp.starts_with("HTTP/1.1 501 "), "{no_xmpp}");
+}
+
+/// Prosody would offer a client on a plain WebSocket no login; the XMPP
+/// server behind the bridge cannot tell, so canto refuses it unless
+/// `consider_websocket_secure` says a trusted TLS proxy is in front.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_websocket_is_refused_unless_considered_secure() {
+    let xmpp = XmppServer::start("plain.xmpp.test").await;
+    let server = TestServer::start(&insecure_site("plain.xmpp.test", &xmpp)).await;
+    let upgrade = b"GET /xmpp-websocket HTTP/1.1\r\nHost: plain.xmpp.test\r\nUpgrade: websocket\r\nConnection: Upgrade, close\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: xmpp\r\n\r\n";
+    let refused = raw_exchange(&server, upgrade).await;
+    assert!(refused.starts_with("HTTP/1.1 403 "), "{refused}");
+    wait_for_log(&["plain.xmpp.test", "refused a WebSocket that is not secure"]).await;
+    let secure = TestServer::start(&site("plain.xmpp.test", &xmpp)).await;
+    let accepted = raw_exchange(&secure, upgrade).await;
+    assert!(accepted.starts_with("HTTP/1.1 101 "), "{accepted}");
 }
 
 /// The XMPP server going away ends each bridged session cleanly: the
