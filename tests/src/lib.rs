@@ -315,6 +315,28 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
 }
 
+/// What every Prosody the tests start begins its config with: run in the
+/// foreground from `root`, on loopback, with an HTTP port and (if given) a
+/// client port, and no other port.
+fn prosody_preamble(root: &std::path::Path, c2s_port: Option<u16>, http_port: u16) -> String {
+    let root = root.display();
+    let c2s = c2s_port.map(|port| port.to_string()).unwrap_or_default();
+    format!(
+        r#"run_as_root = true
+daemonize = false
+pidfile = "{root}/prosody.pid"
+data_path = "{root}"
+certificates = "{root}"
+log = {{ info = "{root}/prosody.log" }}
+interfaces = {{ "127.0.0.1" }}
+c2s_ports = {{ {c2s} }}; s2s_ports = {{}}; c2s_direct_tls_ports = {{}}; s2s_direct_tls_ports = {{}}
+component_ports = {{}}; legacy_ssl_ports = {{}}; https_ports = {{}}
+http_ports = {{ {http_port} }}
+http_interfaces = {{ "127.0.0.1" }}
+"#
+    )
+}
+
 /// Real Prosody 0.12 (Debian's package) on a free loopback port, to check
 /// that canto matches it where it means to. Killed on drop.
 pub struct ProsodyServer {
@@ -329,20 +351,7 @@ impl ProsodyServer {
     pub async fn start(config: &str) -> ProsodyServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let root = dir.path().display().to_string();
-        let preamble = format!(
-            r#"run_as_root = true
-daemonize = false
-pidfile = "{root}/prosody.pid"
-data_path = "{root}"
-certificates = "{root}"
-log = {{ info = "{root}/prosody.log" }}
-c2s_ports = {{}}; s2s_ports = {{}}; c2s_direct_tls_ports = {{}}; s2s_direct_tls_ports = {{}}
-component_ports = {{}}; legacy_ssl_ports = {{}}; https_ports = {{}}
-http_ports = {{ {port} }}
-http_interfaces = {{ "127.0.0.1" }}
-"#
-        );
+        let preamble = prosody_preamble(dir.path(), None, port);
         let path = dir.path().join("prosody.cfg.lua");
         std::fs::write(&path, format!("{preamble}{config}")).expect("write prosody config");
         let mut command = std::process::Command::new("prosody");
@@ -370,19 +379,8 @@ impl XmppServer {
     pub async fn start(domain: &str) -> XmppServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let (c2s_port, http_port) = (free_port(), free_port());
-        let root = dir.path().display().to_string();
         let config = format!(
-            r#"run_as_root = true
-daemonize = false
-pidfile = "{root}/prosody.pid"
-data_path = "{root}"
-certificates = "{root}"
-log = {{ info = "{root}/prosody.log" }}
-interfaces = {{ "127.0.0.1" }}
-c2s_ports = {{ {c2s_port} }}; s2s_ports = {{}}; c2s_direct_tls_ports = {{}}; s2s_direct_tls_ports = {{}}
-component_ports = {{}}; legacy_ssl_ports = {{}}; https_ports = {{}}
-http_ports = {{ {http_port} }}
-http_interfaces = {{ "127.0.0.1" }}
+            r#"{}
 -- What an XMPP server behind a bridge on loopback needs (see the README).
 c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
@@ -394,7 +392,8 @@ VirtualHost "{domain}"
 -- Guests log in without an account, for tests with many sessions.
 VirtualHost "anon.{domain}"
     authentication = "anonymous"
-"#
+"#,
+            prosody_preamble(dir.path(), Some(c2s_port), http_port)
         );
         let path = dir.path().join("prosody.cfg.lua");
         std::fs::write(&path, config).expect("write prosody config");

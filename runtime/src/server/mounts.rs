@@ -66,6 +66,11 @@ impl Lasting {
             links: Arc::clone(&state.links),
         }
     }
+
+    /// Applies a reloaded config to what outlives the reload.
+    pub fn reconfigure(&self, config: &Config) {
+        self.links.configure(link_settings(config, &self.metrics));
+    }
 }
 
 fn link_settings(config: &Config, metrics: &Arc<crate::metrics::Metrics>) -> LinkSettings {
@@ -184,7 +189,6 @@ pub(crate) fn build_state(
     lasting: &Lasting,
 ) -> ServerState {
     let inputs = MountInputs { config, loaded, public, idle: &slots.idle, lasting };
-    lasting.links.configure(link_settings(config, &lasting.metrics));
     let (hosts, warnings) = host_table(&inputs);
     for warning in warnings {
         tracing::warn!("{warning}");

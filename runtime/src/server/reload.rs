@@ -194,6 +194,7 @@ impl Reloader {
     fn commit(&mut self, config: Config, loaded: &LoadedModules, versions: Versions) {
         log_changes(&self.config, &self.versions, &config, &versions);
         let lasting = Lasting::of(&self.shared.load());
+        lasting.reconfigure(&config);
         if config.limits.instance_reuse.any() && !self.slots.can_keep_idle() {
             tracing::warn!(
                 "http_module_instance_reuse takes effect after a restart (its share of http_module_pool_size is set at start)"
