@@ -21,7 +21,8 @@ use crate::error_page::{full_body, redirect, running_page};
 use crate::metrics::ModuleOutcome;
 use crate::routing::{Mount, RequestPath, Route, Site, request_path};
 use crate::vhost::HostLookup;
-use crate::wasm::links::{Answer, Parked};
+use crate::wasm::link_registry::Parked;
+use crate::wasm::links::Answer;
 use crate::wasm::{Answered, Invocation, ModuleBody, RequestFacts, SandboxLimits, WasmError};
 
 /// Longer method names are refused (501): the longest registered method

@@ -29,9 +29,8 @@ use super::refusal::Refusal;
 use crate::error_page::full_body;
 use crate::metrics::Metrics;
 use crate::routing::{Mount, Route};
-use crate::wasm::link_registry::LinkEvent;
 use crate::wasm::links::LinkEventKind;
-use crate::wasm::socket_registry::{Outgoing, Peer, Room, SEND_QUEUE, WsEvent, WsRegistry};
+use crate::wasm::socket_registry::{LinkEvent, Outgoing, Peer, Room, SEND_QUEUE, WsEvent, WsRegistry};
 use crate::wasm::websocket::{ConnectionInfo, EventKind, Message, WebsocketSupport};
 use crate::wasm::{ModuleBody, SandboxLimits};
 
@@ -151,28 +150,34 @@ pub async fn upgrade(
         peer,
         inboxes: tokio::sync::Mutex::new(Inboxes { outgoing, links }),
     };
-    let limits = &state.connections;
+    tokio::spawn(serve_upgraded(on_upgrade, socket, &state.connections, too_many_fragments, busy).in_current_span());
+    Ok(switching_protocols(key.as_ref(), subprotocol))
+}
+
+/// Serves the socket once hyper hands over the upgraded connection.
+fn serve_upgraded(
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    socket: Socket,
+    limits: &crate::config::ConnectionLimits,
+    too_many_fragments: Arc<std::sync::atomic::AtomicBool>,
+    busy: Option<super::connections::InFlight>,
+) -> impl Future<Output = ()> + use<> {
     let config = WebSocketConfig::default()
         .max_message_size(Some(limits.websocket_max_message))
         .max_frame_size(Some(limits.websocket_max_message))
         .read_buffer_size(READ_BUFFER);
     let (idle, max_fragments) = (limits.idle_timeout, limits.websocket_max_fragments);
-    tokio::spawn(
-        async move {
-            match on_upgrade.await {
-                Ok(upgraded) => {
-                    let counted = FragmentLimit::new(TokioIo::new(upgraded), max_fragments, too_many_fragments);
-                    let stream = WebSocketStream::from_raw_socket(counted, Role::Server, Some(config));
-                    socket.serve(stream.await, idle).await;
-                }
-                Err(error) => tracing::debug!(%error, "WebSocket upgrade failed"),
+    async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let counted = FragmentLimit::new(TokioIo::new(upgraded), max_fragments, too_many_fragments);
+                let stream = WebSocketStream::from_raw_socket(counted, Role::Server, Some(config));
+                socket.serve(stream.await, idle).await;
             }
-            drop(busy);
+            Err(error) => tracing::debug!(%error, "WebSocket upgrade failed"),
         }
-        .in_current_span(),
-    );
-
-    Ok(switching_protocols(key.as_ref(), subprotocol))
+        drop(busy);
+    }
 }
 
 /// What a valid upgrade request asks for.

@@ -89,7 +89,7 @@ pub struct InstanceState {
     /// The connection whose event this instance runs, if it runs one.
     pub(super) websocket: Option<super::socket_registry::WsEvent>,
     /// Where the request this instance handles waits, if it parked it.
-    pub(super) parked: Option<super::links::Parked>,
+    pub(super) parked: Option<super::link_registry::Parked>,
     /// Set in an instance answering a woken request: it cannot park again.
     pub(super) waking: bool,
 }

@@ -45,7 +45,7 @@ pub enum Answered {
     /// With this response (its body may still be streaming).
     Now(hyper::Response<ModuleBody>),
     /// Later: it parked the request on a keyed link (`links.park`).
-    Parked(super::links::Parked),
+    Parked(super::link_registry::Parked),
 }
 
 impl Invocation {
@@ -137,7 +137,7 @@ impl Invocation {
 async fn why_no_response(
     task: Option<tokio::task::JoinHandle<GuestOutcome>>,
     module: &Arc<str>,
-) -> Result<super::links::Parked, WasmError> {
+) -> Result<super::link_registry::Parked, WasmError> {
     let Some(task) = task else { return Err(WasmError::NoResponse { module: module.clone() }) };
     let timed_out = |limit| WasmError::Timeout { module: module.clone(), limit };
     Err(match task.await {
@@ -155,7 +155,7 @@ async fn why_no_response(
 
 /// How a guest task ended: past its wall-clock time, or with the call's
 /// result (and the request, if it parked it).
-type GuestOutcome = Result<wasmtime::Result<Option<super::links::Parked>>, tokio::time::error::Elapsed>;
+type GuestOutcome = Result<wasmtime::Result<Option<super::link_registry::Parked>>, tokio::time::error::Elapsed>;
 
 /// A guest task that is aborted if dropped before it is detached.
 struct AbortOnDrop<T>(Option<tokio::task::JoinHandle<T>>);

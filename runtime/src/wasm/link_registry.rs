@@ -20,7 +20,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::{Notify, mpsc, watch};
 
-use super::socket_registry::Room;
+use super::socket_registry::{LinkEvent, Room};
 pub use crate::config::ConnectTarget as Target;
 
 /// Bytes queued to a link before `send` refuses more.
@@ -42,13 +42,6 @@ const FLUSH_TIME: Duration = Duration::from_secs(2);
 const READ_CHUNK: usize = 4 * 1024;
 /// Bytes gathered into one event while the module handles the last one.
 const EVENT_BYTES: usize = 64 * 1024;
-
-/// What a link bound to a WebSocket tells that connection's socket task.
-#[derive(Debug)]
-pub enum LinkEvent {
-    Data(u64, Vec<u8>),
-    Closed(u64, String),
-}
 
 /// What a link belongs to.
 pub enum Owner {
@@ -651,5 +644,28 @@ async fn closed(events: Option<&mpsc::Sender<LinkEvent>>) {
     match events {
         Some(events) => events.closed().await,
         None => std::future::pending().await,
+    }
+}
+
+/// A request its module parked on a keyed link (`links.park`): it waits
+/// in the server, holding no instance and no slot.
+pub struct Parked {
+    pub link: Arc<Link>,
+    /// The link's reader turn the park took.
+    turn: u64,
+    max_wait: Duration,
+}
+
+impl Parked {
+    pub fn new(link: Arc<Link>, turn: u64, max_wait: Duration) -> Self {
+        Self { link, turn, max_wait }
+    }
+
+    /// Waits for the wake: what arrived, or why the link ended.
+    pub async fn wait(&self) -> (Vec<u8>, Option<String>) {
+        match self.link.wait(self.turn, self.max_wait).await {
+            Ok(data) => (data, None),
+            Err(ended) => (Vec::new(), Some(ended)),
+        }
     }
 }

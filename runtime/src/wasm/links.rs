@@ -16,7 +16,7 @@ use super::bindings::links::LinkProviderPre;
 use super::bindings::parked::ParkedProviderPre;
 pub use super::bindings::parked::exports::canto::http::parked_handler::Answer;
 use super::host_state::{InstanceState, MountIdentity, RequestFacts, SandboxLimits};
-use super::link_registry::{self, LinkRegistry, Target};
+use super::link_registry::{self, LinkRegistry, Parked, Target};
 use super::socket_registry::WsEvent;
 
 /// One event of a link bound to a WebSocket connection.
@@ -62,25 +62,6 @@ impl LinkSupport {
             }
         };
         super::websocket::settle(module, tokio::time::timeout(wall, call).await)
-    }
-}
-
-/// A request its module parked on a keyed link (`links.park`): it waits
-/// in the server, holding no instance and no slot.
-pub struct Parked {
-    pub link: Arc<link_registry::Link>,
-    /// The link's reader turn the park took.
-    turn: u64,
-    max_wait: Duration,
-}
-
-impl Parked {
-    /// Waits for the wake: what arrived, or why the link ended.
-    pub async fn wait(&self) -> (Vec<u8>, Option<String>) {
-        match self.link.wait(self.turn, self.max_wait).await {
-            Ok(data) => (data, None),
-            Err(ended) => (Vec::new(), Some(ended)),
-        }
     }
 }
 
@@ -187,7 +168,7 @@ impl Host for InstanceState {
         }
         let link = self.link(link)?;
         let turn = link.take_turn()?;
-        self.parked = Some(Parked { link, turn, max_wait: Duration::from_millis(u64::from(max_wait_ms)) });
+        self.parked = Some(Parked::new(link, turn, Duration::from_millis(u64::from(max_wait_ms))));
         Ok(())
     }
 

@@ -40,11 +40,11 @@ pub struct Peer {
     pub overflowed: Arc<AtomicBool>,
     pub wake: Arc<Notify>,
     /// Events of the links the connection owns, for its socket task.
-    pub link_events: mpsc::Sender<super::link_registry::LinkEvent>,
+    pub link_events: mpsc::Sender<LinkEvent>,
 }
 
 impl Peer {
-    pub fn new(outbox: mpsc::Sender<Outgoing>, link_events: mpsc::Sender<super::link_registry::LinkEvent>) -> Self {
+    pub fn new(outbox: mpsc::Sender<Outgoing>, link_events: mpsc::Sender<LinkEvent>) -> Self {
         Self {
             outbox,
             state: Arc::default(),
@@ -181,5 +181,12 @@ pub struct WsEvent {
     pub state: Arc<Mutex<Vec<u8>>>,
     /// Where links bound to the connection send their events; `None` when
     /// the module does not export `link-handler` (it may not bind any).
-    pub link_events: Option<mpsc::Sender<super::link_registry::LinkEvent>>,
+    pub link_events: Option<mpsc::Sender<LinkEvent>>,
+}
+
+/// What a link bound to a WebSocket tells that connection's socket task.
+#[derive(Debug)]
+pub enum LinkEvent {
+    Data(u64, Vec<u8>),
+    Closed(u64, String),
 }
