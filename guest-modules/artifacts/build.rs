@@ -18,6 +18,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("http_whoami", "http_whoami"),
     ("http_echo", "http_echo"),
     ("websocket", "http_xmpp_websocket"),
+    ("bosh", "http_xmpp_bosh"),
 ];
 
 fn main() {
@@ -63,7 +64,10 @@ fn main() {
     fs::write(out, generated).expect("write generated guest list");
 }
 
-/// Names of the cdylib guests: every member except the SDK.
+/// Members that are libraries the guests share, not guests.
+const LIBRARIES: &[&str] = &["sdk", "xmpp_stream"];
+
+/// Names of the cdylib guests: every member except the shared libraries.
 fn workspace_members(guests_dir: &Path) -> Vec<String> {
     let manifest = fs::read_to_string(guests_dir.join("Cargo.toml")).expect("read guest-modules/Cargo.toml");
     let members_line = manifest
@@ -74,7 +78,7 @@ fn workspace_members(guests_dir: &Path) -> Vec<String> {
         .split('"')
         .skip(1)
         .step_by(2)
-        .filter(|member| *member != "sdk")
+        .filter(|member| !LIBRARIES.contains(member))
         .map(|member| format!("http_{member}"))
         .collect()
 }

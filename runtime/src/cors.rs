@@ -40,7 +40,7 @@ pub fn policy_for(app: &str, declared: Option<&CorsDefaults>, settings: &CorsSet
             }
         }
         (None, Some(declared)) => {
-            credentials = declared.credentials;
+            credentials |= declared.credentials;
             add_all(&mut methods, &declared.methods);
             add_all(&mut headers, &declared.headers);
         }

@@ -79,7 +79,7 @@ fn keyed(query: &str) -> Result<Keyed, (u16, String)> {
     // Parked first, then sent: what the peer answers comes to this request,
     // not to an earlier one still waiting on the link.
     if let (Some(wait), true) = (wait, park) {
-        links::park(link, wait).map_err(|error| (500, error))?;
+        links::park(link, wait, &[]).map_err(|error| (500, error))?;
     }
     if let Some(text) = param(query, "send") {
         links::send(link, format!("{text}\n").as_bytes()).map_err(|error| (502, error))?;
@@ -164,7 +164,12 @@ impl exports::canto::http::link_handler::Guest for Bridge {
 }
 
 impl exports::canto::http::parked_handler::Guest for Bridge {
-    fn on_wake(_link: u64, data: Vec<u8>, ended: Option<String>) -> exports::canto::http::parked_handler::Answer {
+    fn on_wake(
+        _link: u64,
+        data: Vec<u8>,
+        ended: Option<String>,
+        _memo: Vec<u8>,
+    ) -> exports::canto::http::parked_handler::Answer {
         let (status, woken, body) = match ended {
             Some(reason) => (502, "ended", reason.into_bytes()),
             None if data.is_empty() => (200, "timeout", data),

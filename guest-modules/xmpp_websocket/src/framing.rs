@@ -1,145 +1,10 @@
-//! XMPP's TCP stream cut into the messages RFC 7395 sends over a WebSocket,
-//! and back: the stream header becomes `<open/>`, its end `<close/>`, and
-//! each top-level element one message that declares the namespaces it
-//! uses. The cutting is incremental: what does not yet make a whole
-//! element waits for the next read.
+//! RFC 7395's framing over the server's stream: the stream header becomes
+//! `<open/>`, its end `<close/>`, each top-level element one message; and
+//! the client's `<open/>`/`<close/>` become the stream's header and end.
+
+use xmpp_stream::{attribute, attributes, escape, stream_header, tag_end};
 
 pub const FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
-const STREAMS: &str = "http://etherx.jabber.org/streams";
-
-/// One piece of the server's stream.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Piece {
-    /// `<stream:stream …>`, with its attributes.
-    Open(Vec<(String, String)>),
-    /// `</stream:stream>`.
-    Close,
-    /// A whole top-level element, as the server wrote it.
-    Element(String),
-}
-
-/// Cuts whole pieces off the front of `buffer`; returns them and how many
-/// bytes they took (the rest is an unfinished piece).
-pub fn cut(buffer: &str) -> (Vec<Piece>, usize) {
-    let mut pieces = Vec::new();
-    let mut at = 0;
-    loop {
-        let rest = &buffer[at..];
-        let Some(start) = rest.find('<') else {
-            // Whitespace (keepalives) between elements.
-            at = buffer.len();
-            break;
-        };
-        let tag = &rest[start..];
-        let taken = if tag.starts_with("<?") {
-            tag.find("?>").map(|end| end + 2)
-        } else if tag.starts_with("<!--") {
-            tag.find("-->").map(|end| end + 3)
-        } else if tag.starts_with("</stream:stream") {
-            tag.find('>').map(|end| {
-                pieces.push(Piece::Close);
-                end + 1
-            })
-        } else if tag.starts_with("<stream:stream") {
-            tag_end(tag).map(|end| {
-                pieces.push(Piece::Open(attributes(&tag[..end])));
-                end
-            })
-        } else {
-            element_end(tag).map(|end| {
-                pieces.push(Piece::Element(tag[..end].to_string()));
-                end
-            })
-        };
-        match taken {
-            Some(length) => at += start + length,
-            None => {
-                at += start;
-                break;
-            }
-        }
-    }
-    (pieces, at)
-}
-
-/// Where the tag that `text` begins with ends (after its `>`), minding quotes.
-fn tag_end(text: &str) -> Option<usize> {
-    let mut quote = None;
-    for (i, c) in text.char_indices() {
-        match (quote, c) {
-            (None, '"' | '\'') => quote = Some(c),
-            (Some(q), _) if c == q => quote = None,
-            (None, '>') => return Some(i + 1),
-            _ => {}
-        }
-    }
-    None
-}
-
-/// Where the element that `text` begins with ends, if it is whole.
-fn element_end(text: &str) -> Option<usize> {
-    let mut depth = 0usize;
-    let mut at = 0;
-    loop {
-        let next = at + text[at..].find('<')?;
-        let rest = &text[next..];
-        let skip = |open: &str, close: &str| {
-            rest.strip_prefix(open).and_then(|r| r.find(close)).map(|e| e + open.len() + close.len())
-        };
-        if rest.starts_with("<!--") {
-            at = next + skip("<!--", "-->")?;
-        } else if rest.starts_with("<![CDATA[") {
-            at = next + skip("<![CDATA[", "]]>")?;
-        } else if rest.starts_with("<?") {
-            at = next + skip("<?", "?>")?;
-        } else if rest.starts_with("</") {
-            at = next + rest.find('>')? + 1;
-            depth = depth.saturating_sub(1);
-            if depth == 0 {
-                return Some(at);
-            }
-        } else {
-            let end = tag_end(rest)?;
-            at = next + end;
-            if !rest[..end].ends_with("/>") {
-                depth += 1;
-            } else if depth == 0 {
-                return Some(at);
-            }
-        }
-    }
-}
-
-/// The attributes of a start tag, `name='value'` or `name="value"`.
-pub fn attributes(tag: &str) -> Vec<(String, String)> {
-    let mut found = Vec::new();
-    let body = tag.trim_start_matches('<').trim_end_matches('>').trim_end_matches('/');
-    let mut rest = match body.find(char::is_whitespace) {
-        Some(space) => &body[space..],
-        None => "",
-    };
-    while let Some(eq) = rest.find('=') {
-        let name = rest[..eq].trim().to_string();
-        let after = rest[eq + 1..].trim_start();
-        let Some(quote) = after.chars().next().filter(|c| *c == '"' || *c == '\'') else { break };
-        let Some(end) = after[1..].find(quote) else { break };
-        found.push((name, unescape(&after[1..1 + end])));
-        rest = &after[end + 2..];
-    }
-    found
-}
-
-fn unescape(value: &str) -> String {
-    value.replace("&apos;", "'").replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-}
-
-fn escape(value: &str) -> String {
-    value.replace('&', "&amp;").replace('\'', "&apos;").replace('"', "&quot;").replace('<', "&lt;").replace('>', "&gt;")
-}
-
-fn attribute<'a>(attributes: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    attributes.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-}
 
 /// `<open/>` for the client, from the server's stream header.
 pub fn open_for_client(attributes: &[(String, String)]) -> String {
@@ -152,51 +17,9 @@ pub fn open_for_client(attributes: &[(String, String)]) -> String {
     open + "/>"
 }
 
-/// Whether the server's features demand STARTTLS and offer nothing else
-/// (Prosody's `c2s_require_encryption` on a plain port): over the bridge no
-/// one can log in then.
-pub fn demands_starttls(element: &str) -> bool {
-    element.starts_with("<stream:features")
-        && element.contains("<starttls")
-        && element.contains("<required")
-        && !element.contains("<mechanisms")
-        && !element.contains("<bind")
-}
-
 /// `<close/>` for the client.
 pub fn close_for_client() -> String {
     format!("<close xmlns='{FRAMING}'/>")
-}
-
-/// A top-level element for the client: with the namespaces it needs
-/// declared on itself, and without `<starttls/>` among the features
-/// (RFC 7395 §3.4: the WebSocket's own TLS is the connection's).
-pub fn element_for_client(element: &str) -> String {
-    let name_end = element.find(|c: char| c.is_whitespace() || c == '/' || c == '>').unwrap_or(element.len());
-    let name = &element[1..name_end];
-    let head = &element[..tag_end(element).unwrap_or(element.len())];
-    let declaration = if name.starts_with("stream:") {
-        (!head.contains("xmlns:stream=")).then(|| format!(" xmlns:stream='{STREAMS}'"))
-    } else {
-        (!head.contains("xmlns=")).then(|| " xmlns='jabber:client'".to_string())
-    };
-    let mut out = match declaration {
-        Some(declaration) => format!("{}{declaration}{}", &element[..name_end], &element[name_end..]),
-        None => element.to_string(),
-    };
-    if name == "stream:features" {
-        out = without_element(&out, "<starttls");
-    }
-    out
-}
-
-/// `text` without the element beginning with `start` (its first one).
-fn without_element(text: &str, start: &str) -> String {
-    let Some(at) = text.find(start) else { return text.to_string() };
-    match element_end(&text[at..]) {
-        Some(length) => format!("{}{}", &text[..at], &text[at + length..]),
-        None => text.to_string(),
-    }
 }
 
 /// What the client's message means for the server's stream.
@@ -222,13 +45,9 @@ pub fn from_client(message: &str, host: &str) -> FromClient {
         return FromClient::Element;
     }
     let attributes = attributes(&message[..tag_end(message).unwrap_or(message.len())]);
-    let mut header = format!("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='{STREAMS}'");
-    header += &format!(" to='{}'", escape(attribute(&attributes, "to").unwrap_or(host)));
-    header += &format!(" version='{}'", escape(attribute(&attributes, "version").unwrap_or("1.0")));
-    for name in ["from", "xml:lang"] {
-        if let Some(value) = attribute(&attributes, name) {
-            header += &format!(" {name}='{}'", escape(value));
-        }
-    }
-    FromClient::Open(header + ">")
+    let to = attribute(&attributes, "to").unwrap_or(host);
+    let version = attribute(&attributes, "version").unwrap_or("1.0");
+    let others: Vec<(&str, &str)> =
+        ["from", "xml:lang"].into_iter().filter_map(|name| Some((name, attribute(&attributes, name)?))).collect();
+    FromClient::Open(stream_header(to, version, &others))
 }

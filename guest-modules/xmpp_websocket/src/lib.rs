@@ -28,9 +28,10 @@ mod metadata {
 use canto::http::log::{Level, log};
 use canto::http::websocket::{self, Message};
 use canto::http::{context, links};
-use framing::{FromClient, Piece};
+use framing::FromClient;
 use metadata::exports::canto::http::metadata::ModuleInfo;
 use wasi::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use xmpp_stream::Piece;
 
 struct Bridge;
 
@@ -166,14 +167,14 @@ impl exports::canto::http::link_handler::Guest for Bridge {
             }
         };
         let text = String::from_utf8_lossy(&session.pending[..valid]).into_owned();
-        let (pieces, taken) = framing::cut(&text);
+        let (pieces, taken) = xmpp_stream::cut(&text);
         for piece in pieces {
             match piece {
                 Piece::Open(attributes) => {
                     session.in_stream = true;
                     send_to_client(framing::open_for_client(&attributes));
                 }
-                Piece::Element(element) if framing::demands_starttls(&element) => {
+                Piece::Element(element) if xmpp_stream::demands_starttls(&element) => {
                     log(
                         Level::Error,
                         "the XMPP server demands STARTTLS on the bridged port: give canto a loopback client port without it (Prosody: c2s_require_encryption = false), or set http_xmpp_server_direct_tls",
@@ -181,7 +182,7 @@ impl exports::canto::http::link_handler::Guest for Bridge {
                     close_client(1011, "the XMPP server is misconfigured for the bridge");
                     return;
                 }
-                Piece::Element(element) => send_to_client(framing::element_for_client(&element)),
+                Piece::Element(element) => send_to_client(xmpp_stream::element_for_client(&element)),
                 // The WebSocket closes when the server then hangs up.
                 Piece::Close => {
                     session.in_stream = false;

@@ -118,7 +118,7 @@ pub(super) fn module_grants(value: &Spanned) -> Result<BTreeMap<String, Grants>,
 
 /// Prosody's XMPP transports, which canto serves by bridging to an XMPP
 /// server (`http_xmpp_server`).
-pub const XMPP_TRANSPORTS: &[&str] = &["websocket"];
+pub const XMPP_TRANSPORTS: &[&str] = &["websocket", "bosh"];
 
 impl Config {
     /// What `http_module_grants` gives `app` on `host`, plus what Prosody's

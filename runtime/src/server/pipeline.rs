@@ -22,7 +22,7 @@ use crate::metrics::ModuleOutcome;
 use crate::routing::{Mount, RequestPath, Route, Site, request_path};
 use crate::vhost::HostLookup;
 use crate::wasm::link_registry::Parked;
-use crate::wasm::links::Answer;
+use crate::wasm::links::{Answer, Woken};
 use crate::wasm::{Answered, Invocation, ModuleBody, RequestFacts, SandboxLimits, WasmError};
 
 /// Longer method names are refused (501): the longest registered method
@@ -343,7 +343,16 @@ async fn wake(
     let Some(handler) = &mount.module.parked else {
         return Err(Refusal::Module(WasmError::NoParkedHandler { module: module.clone() }));
     };
-    let (data, ended) = parked.wait().await;
+    parked.ready().await;
+    // A slot first, then the link: an instance holding the link may be
+    // waiting for nothing but its own end, never for this slot.
+    let _permits = state.module_slots(mount).await?;
+    let held = parked
+        .link
+        .lock()
+        .await
+        .map_err(|error| Refusal::Module(WasmError::LinkHeld { module: module.clone(), error }))?;
+    let (data, ended) = parked.take(&held);
     if ended.is_some() {
         // The module hears why now: the key is free for a new link.
         state.links.close(&mount.identity.room(), parked.link.id);
@@ -351,10 +360,9 @@ async fn wake(
     // Until the answer is built, what was read goes back to the link if
     // this request fails or its client leaves: no stanza is lost.
     let mut undelivered = Undelivered { link: Arc::clone(&parked.link), data: Some(data.clone()) };
-    let _permits = state.module_slots(mount).await?;
     let sandbox = SandboxLimits::from(&state.limits);
     let budgets = (state.limits.timeout, state.limits.wall_timeout);
-    let woken = (parked.link.id, data, ended);
+    let woken = Woken { link: parked.link.id, data, ended, memo: parked.memo.clone(), held };
     let result = handler.wake(Arc::clone(&mount.identity), facts, &sandbox, budgets, woken).await;
     let outcome = result.as_ref().map_or_else(WasmError::outcome, |_| ModuleOutcome::Answered);
     state.metrics.module_run(module, outcome);

@@ -13,6 +13,8 @@ pub mod imports {
             "canto:http/links.receive": async,
             "canto:http/links.close": async,
             "canto:http/links.park": async,
+            "canto:http/links.lock": async,
+            "canto:http/links.set-idle-timeout": async,
             "canto:http/links.state": async,
             "canto:http/links.set-state": async,
             "canto:http/links.connection": async,

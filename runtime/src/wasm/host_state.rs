@@ -92,6 +92,8 @@ pub struct InstanceState {
     pub(super) parked: Option<super::link_registry::Parked>,
     /// Set in an instance answering a woken request: it cannot park again.
     pub(super) waking: bool,
+    /// Links this instance holds (`links.lock`), until it ends.
+    pub(super) held: Vec<(u64, tokio::sync::OwnedMutexGuard<()>)>,
 }
 
 impl InstanceState {
@@ -134,6 +136,7 @@ impl InstanceState {
             websocket: None,
             parked: None,
             waking: false,
+            held: Vec::new(),
         }
     }
 

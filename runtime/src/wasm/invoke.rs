@@ -98,6 +98,9 @@ impl Invocation {
                     tracing::warn!(module = %guest_name, "module stopped after {wall_timeout:?} of wall-clock time");
                 }
                 let parked = store.data_mut().parked.take();
+                // The request is done with its links: a parked one wakes
+                // only once they are let go.
+                store.data_mut().held.clear();
                 let outcome = match (outcome, reuse) {
                     // Only an instance that finished cleanly, and let go of
                     // everything of this request, serves again.

@@ -18,7 +18,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, OwnedMutexGuard, mpsc, watch};
 
 use super::socket_registry::{LinkEvent, Room};
 pub use crate::config::ConnectTarget as Target;
@@ -28,11 +28,15 @@ pub const MAX_QUEUED_BYTES: usize = 4 << 20;
 /// Bytes a keyed link holds for `receive` before it stops reading.
 pub const MAX_RECEIVED_BYTES: usize = 1 << 20;
 /// Bytes of state a module may keep per keyed link.
-pub const MAX_STATE_BYTES: usize = 64 * 1024;
+pub const MAX_STATE_BYTES: usize = 512 * 1024;
 /// Links one WebSocket connection may own.
 pub const MAX_LINKS_PER_SOCKET: usize = 8;
 /// The longest a `receive` may wait.
 pub const MAX_RECEIVE_WAIT: Duration = Duration::from_secs(120);
+/// The longest an instance waits to hold a link (`lock`).
+pub const LOCK_WAIT: Duration = Duration::from_secs(30);
+/// The most a parked request's memo may carry.
+pub const MAX_MEMO_BYTES: usize = 4 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one write may wait on a peer that does not read.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -127,7 +131,14 @@ pub struct Link {
     /// Told when `received` drained below its bound.
     drained: Notify,
     state: Mutex<Vec<u8>>,
+    /// Held by one instance at a time (`lock`), and by a woken request
+    /// while it takes what arrived and answers.
+    turnstile: Arc<tokio::sync::Mutex<()>>,
     touched: Mutex<Instant>,
+    /// The module's own idle timeout (`set-idle-timeout`), if it set one.
+    idle_timeout: Mutex<Option<Duration>>,
+    /// Told when `idle_timeout` changes, so the pump checks on the new one.
+    retimed: Notify,
     /// Set by the module's `close`: send what is queued, then end, and
     /// tell nobody.
     stop: Notify,
@@ -139,6 +150,31 @@ impl Link {
         if let Ok(mut touched) = self.touched.lock() {
             *touched = Instant::now();
         }
+    }
+
+    /// Holds the link, waiting up to [`LOCK_WAIT`] for whoever holds it.
+    pub async fn lock(&self) -> Result<OwnedMutexGuard<()>, String> {
+        tokio::time::timeout(LOCK_WAIT, Arc::clone(&self.turnstile).lock_owned())
+            .await
+            .map_err(|_| format!("link {} stayed held by another instance for {LOCK_WAIT:?}", self.id))
+    }
+
+    /// Closes a keyed link left untouched for `timeout`.
+    pub fn set_idle_timeout(&self, timeout: Duration) -> Result<(), String> {
+        if self.socket.is_some() {
+            return Err(format!("link {} belongs to a WebSocket: it lives as long as its connection", self.id));
+        }
+        self.touch();
+        if let Ok(mut idle) = self.idle_timeout.lock() {
+            *idle = Some(timeout);
+        }
+        self.retimed.notify_one();
+        Ok(())
+    }
+
+    /// How long the link may stay untouched: the module's timeout, or the server's.
+    fn idle_limit(&self, server: Duration) -> Duration {
+        self.idle_timeout.lock().ok().and_then(|idle| *idle).unwrap_or(server)
     }
 
     fn idle_for(&self) -> Duration {
@@ -184,23 +220,36 @@ impl Link {
     /// As reader `turn`: what arrived, once something has, the link ended,
     /// `max_wait` passed, or a later reader took over.
     pub async fn wait(&self, turn: u64, max_wait: Duration) -> Result<Vec<u8>, String> {
+        self.ready(turn, max_wait).await;
+        self.take(turn)
+    }
+
+    /// Waits, as reader `turn`, until something arrived, the link ended,
+    /// `max_wait` passed, or a later reader took over; takes nothing.
+    async fn ready(&self, turn: u64, max_wait: Duration) {
         let mut changes = self.changed.subscribe();
         // Counted down even if the wait is dropped (its client left).
         let _waiting = Waiting::new(&self.waiting);
         let deadline = tokio::time::Instant::now() + max_wait.min(MAX_RECEIVE_WAIT);
-        let outcome = loop {
-            if self.receives.load(Ordering::Relaxed) != turn {
-                break Ok(Vec::new());
-            }
-            if let Some(outcome) = self.take_received() {
-                break outcome;
-            }
+        while self.receives.load(Ordering::Relaxed) == turn && !self.has_news() {
             if !matches!(tokio::time::timeout_at(deadline, changes.changed()).await, Ok(Ok(()))) {
-                break Ok(Vec::new());
+                break;
             }
-        };
+        }
         self.touch();
-        outcome
+    }
+
+    /// As reader `turn`: what arrived, or why the link ended; nothing once
+    /// a later reader took over.
+    fn take(&self, turn: u64) -> Result<Vec<u8>, String> {
+        if self.receives.load(Ordering::Relaxed) != turn {
+            return Ok(Vec::new());
+        }
+        self.take_received().unwrap_or(Ok(Vec::new()))
+    }
+
+    fn has_news(&self) -> bool {
+        self.received.lock().is_ok_and(|received| !received.data.is_empty() || received.ended.is_some())
     }
 
     /// Marks the link ended, waking whoever waits on it: they learn why.
@@ -317,7 +366,10 @@ impl LinkRegistry {
             waiting: AtomicUsize::new(0),
             drained: Notify::new(),
             state: Mutex::default(),
+            turnstile: Arc::default(),
             touched: Mutex::new(Instant::now()),
+            idle_timeout: Mutex::default(),
+            retimed: Notify::new(),
             stop: Notify::new(),
             stopped: AtomicBool::new(false),
         });
@@ -545,8 +597,11 @@ impl Pump {
         let mut buffer = vec![0; READ_CHUNK];
         // Read, not yet handed to the WebSocket's task.
         let mut pending: Vec<u8> = Vec::new();
-        let idle_check = self.registry.settings.load().idle_timeout / 4;
-        let mut ticker = tokio::time::interval(idle_check.max(Duration::from_millis(250)));
+        let idle_check = |link: &Link, registry: &LinkRegistry| {
+            let limit = link.idle_limit(registry.settings.load().idle_timeout);
+            tokio::time::Instant::now() + (limit / 4).max(Duration::from_millis(250))
+        };
+        let mut next_check = idle_check(&link, &self.registry);
         loop {
             let can_read = match &self.events {
                 Some(_) => pending.len() < EVENT_BYTES,
@@ -578,12 +633,16 @@ impl Pump {
                     Err(error) => return format!("read failed: {error}").into(),
                 },
                 _ = link.drained.notified(), if !can_read && self.events.is_none() => {}
-                _ = ticker.tick(), if self.events.is_none() => {
-                    let idle = self.registry.settings.load().idle_timeout;
+                () = link.retimed.notified(), if self.events.is_none() => {
+                    next_check = idle_check(&link, &self.registry);
+                }
+                () = tokio::time::sleep_until(next_check), if self.events.is_none() => {
+                    let idle = link.idle_limit(self.registry.settings.load().idle_timeout);
                     if link.idle_for() >= idle {
-                        let reason = format!("untouched by its module for {idle:?} (http_connect_idle_timeout)");
+                        let reason = format!("untouched by its module for {idle:?}");
                         return Ended { reason, idle: true };
                     }
+                    next_check = idle_check(&link, &self.registry);
                 }
             }
         }
@@ -654,16 +713,29 @@ pub struct Parked {
     /// The link's reader turn the park took.
     turn: u64,
     max_wait: Duration,
+    /// What the module asked to be handed back on wake.
+    pub memo: Vec<u8>,
 }
 
 impl Parked {
-    pub fn new(link: Arc<Link>, turn: u64, max_wait: Duration) -> Self {
-        Self { link, turn, max_wait }
+    pub fn new(link: Arc<Link>, turn: u64, max_wait: Duration, memo: Vec<u8>) -> Result<Self, String> {
+        if memo.len() > MAX_MEMO_BYTES {
+            return Err(format!("a park's memo is limited to {MAX_MEMO_BYTES} bytes"));
+        }
+        Ok(Self { link, turn, max_wait, memo })
     }
 
-    /// Waits for the wake: what arrived, or why the link ended.
-    pub async fn wait(&self) -> (Vec<u8>, Option<String>) {
-        match self.link.wait(self.turn, self.max_wait).await {
+    /// Waits until it is time to wake: something arrived, the link ended,
+    /// the wait ran out, or a later reader took over.
+    pub async fn ready(&self) {
+        self.link.ready(self.turn, self.max_wait).await;
+    }
+
+    /// What the wake hands its module: what arrived, or why the link ended.
+    /// Taken only while holding the link, so a module sees its link's data
+    /// in the order it arrived, whichever instance reads it.
+    pub fn take(&self, _held: &OwnedMutexGuard<()>) -> (Vec<u8>, Option<String>) {
+        match self.link.take(self.turn) {
             Ok(data) => (data, None),
             Err(ended) => (Vec::new(), Some(ended)),
         }

@@ -65,6 +65,16 @@ impl LinkSupport {
     }
 }
 
+/// What a woken request's `on-wake` is given: the link, what arrived on it
+/// (or why it ended), the park's memo, and the hold on the link.
+pub struct Woken {
+    pub link: u64,
+    pub data: Vec<u8>,
+    pub ended: Option<String>,
+    pub memo: Vec<u8>,
+    pub held: tokio::sync::OwnedMutexGuard<()>,
+}
+
 /// A module's `parked-handler` export, found when it is loaded.
 pub struct ParkedSupport {
     pre: ParkedProviderPre<InstanceState>,
@@ -89,17 +99,19 @@ impl ParkedSupport {
         facts: RequestFacts,
         sandbox: &SandboxLimits,
         (cpu, wall): (Duration, Duration),
-        (link, data, ended): (u64, Vec<u8>, Option<String>),
+        woken: Woken,
     ) -> Result<Answer, WasmError> {
+        let Woken { link, data, ended, memo, held } = woken;
         let module = mount.module.clone();
         let mut state = InstanceState::new(mount, Some(facts), sandbox);
         state.waking = true;
+        state.held.push((link, held));
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limits);
         super::engine::deadline(&mut store, cpu);
         let call = async {
             let instance = self.pre.instantiate_async(&mut store).await?;
-            instance.canto_http_parked_handler().call_on_wake(&mut store, link, &data, ended.as_deref()).await
+            instance.canto_http_parked_handler().call_on_wake(&mut store, link, &data, ended.as_deref(), &memo).await
         };
         super::websocket::settle(module, tokio::time::timeout(wall, call).await)
     }
@@ -159,7 +171,20 @@ impl Host for InstanceState {
         received
     }
 
-    async fn park(&mut self, link: u64, max_wait_ms: u32) -> Result<(), String> {
+    async fn lock(&mut self, link: u64) -> Result<(), String> {
+        if self.held.iter().any(|(held, _)| *held == link) {
+            return Ok(());
+        }
+        let guard = self.link(link)?.lock().await?;
+        self.held.push((link, guard));
+        Ok(())
+    }
+
+    async fn set_idle_timeout(&mut self, link: u64, seconds: u32) -> Result<(), String> {
+        self.link(link)?.set_idle_timeout(Duration::from_secs(u64::from(seconds.max(1))))
+    }
+
+    async fn park(&mut self, link: u64, max_wait_ms: u32, memo: Vec<u8>) -> Result<(), String> {
         if self.facts.is_none() || self.waking {
             return Err("only an HTTP request being handled can be parked".into());
         }
@@ -168,7 +193,7 @@ impl Host for InstanceState {
         }
         let link = self.link(link)?;
         let turn = link.take_turn()?;
-        self.parked = Some(Parked::new(link, turn, Duration::from_millis(u64::from(max_wait_ms))));
+        self.parked = Some(Parked::new(link, turn, Duration::from_millis(u64::from(max_wait_ms)), memo)?);
         Ok(())
     }
 

@@ -55,6 +55,8 @@ pub enum WasmError {
         "module {module}: its answer to a parked request is invalid (status {status}, or a body over http_module_max_response_size)"
     )]
     BadAnswer { module: Arc<str>, status: u16 },
+    #[error("module {module}: {error}")]
+    LinkHeld { module: Arc<str>, error: String },
     #[error("module {module}: answered with an error: {code:?}")]
     ErrorResponse { module: Arc<str>, code: String },
 }

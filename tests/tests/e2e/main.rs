@@ -24,6 +24,7 @@ async fn raw_exchange(server: &TestServer, request: &[u8]) -> String {
 }
 
 mod against_prosody;
+mod bosh;
 mod browser;
 mod cors;
 mod failures;
