@@ -29,7 +29,6 @@ pub struct Metrics {
     closed_no_first_byte: AtomicU64,
     closed_idle: AtomicU64,
     slow_request_bodies: AtomicU64,
-    links_open: AtomicI64,
     websocket_messages_in: AtomicU64,
     websocket_messages_out: AtomicU64,
     slow_response_bodies: AtomicU64,
@@ -48,6 +47,9 @@ struct ModuleCounts {
     websockets_open: u64,
     /// Whether it ever had one: only such modules get the gauge.
     serves_websockets: bool,
+    links_open: u64,
+    /// Whether it ever opened a link: only such modules get that gauge.
+    opens_links: bool,
 }
 
 /// How one module run ended, as far as metrics care.
@@ -145,8 +147,13 @@ impl Metrics {
     }
 
     /// A module's link opened (`true`) or closed.
-    pub fn link_opened(&self, opened: bool) {
-        self.links_open.fetch_add(if opened { 1 } else { -1 }, Relaxed);
+    pub fn link_opened(&self, module: &str, opened: bool) {
+        if let Ok(mut modules) = self.modules.lock() {
+            let counts = modules.entry(module.to_string()).or_default();
+            counts.opens_links = true;
+            let open = &mut counts.links_open;
+            *open = if opened { *open + 1 } else { open.saturating_sub(1) };
+        }
     }
 
     /// A WebSocket message received (`true`) or sent.
@@ -282,12 +289,21 @@ impl Metrics {
                     })
                     .collect(),
             },
-            gauge(
-                "canto_links_open",
-                "Outgoing connections modules hold open now (canto:http/links).",
-                "",
-                self.links_open.load(Relaxed) as f64,
-            ),
+            Family {
+                name: "canto_links_open",
+                help: "Outgoing connections open now, by module (canto:http/links; for the BOSH transport: its sessions).",
+                kind: Kind::Gauge,
+                unit: "",
+                samples: modules
+                    .iter()
+                    .filter(|(_, counts)| counts.opens_links)
+                    .map(|(module, counts)| Sample {
+                        suffix: "",
+                        labels: label(&[("module", module)]),
+                        value: counts.links_open as f64,
+                    })
+                    .collect(),
+            },
             counter(
                 "canto_websocket_messages",
                 "WebSocket messages, by direction (in: from clients).",

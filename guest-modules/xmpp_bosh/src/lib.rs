@@ -434,7 +434,7 @@ impl exports::wasi::http::incoming_handler::Guest for Bosh {
             }
             Some(request) => match request.get("sid") {
                 None => create(&request),
-                Some(sid) => carry_on(&sid.to_string(), &request),
+                Some(sid) => carry_on(sid, &request),
             },
         };
         match reply {

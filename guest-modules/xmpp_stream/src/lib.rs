@@ -40,15 +40,9 @@ pub fn cut(buffer: &str) -> (Vec<Piece>, usize) {
                 end + 1
             })
         } else if tag.starts_with("<stream:stream") {
-            tag_end(tag).map(|end| {
-                pieces.push(Piece::Open(attributes(&tag[..end])));
-                end
-            })
+            tag_end(tag).inspect(|&end| pieces.push(Piece::Open(attributes(&tag[..end]))))
         } else {
-            element_end(tag).map(|end| {
-                pieces.push(Piece::Element(tag[..end].to_string()));
-                end
-            })
+            element_end(tag).inspect(|&end| pieces.push(Piece::Element(tag[..end].to_string())))
         };
         match taken {
             Some(length) => at += start + length,
@@ -191,4 +185,53 @@ pub fn stream_header(to: &str, version: &str, others: &[(&str, &str)]) -> String
         header += &format!(" {name}='{}'", escape(value));
     }
     header + ">"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stream_is_cut_into_whole_pieces_and_the_rest_waits() {
+        let stream = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' id='a1' from='x.test'>\
+                      <stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/></stream:features>\
+                      <message to='a@x.test'><body>1 &lt; 2 &amp; \"q\" '/&gt;'</body></message> <iq id='half'>";
+        let (pieces, taken) = cut(stream);
+        assert_eq!(pieces.len(), 3, "{pieces:?}");
+        assert!(matches!(&pieces[0], Piece::Open(attributes) if attribute(attributes, "id") == Some("a1")));
+        assert!(matches!(&pieces[1], Piece::Element(e) if e.starts_with("<stream:features>") && e.ends_with("</stream:features>")));
+        assert!(matches!(&pieces[2], Piece::Element(e) if e.ends_with("</message>")));
+        assert_eq!(stream[taken..].trim(), "<iq id='half'>");
+        let (pieces, _) = cut("<iq id='half'><query xmlns='jabber:iq:roster'/></iq></stream:stream>");
+        assert_eq!(pieces.len(), 2);
+        assert_eq!(pieces[1], Piece::Close);
+    }
+
+    #[test]
+    fn a_quote_or_cdata_does_not_end_an_element_early() {
+        let (pieces, _) = cut("<a b='>'><![CDATA[</a>]]></a>");
+        assert_eq!(pieces, [Piece::Element("<a b='>'><![CDATA[</a>]]></a>".into())]);
+    }
+
+    #[test]
+    fn elements_for_a_web_client_declare_their_namespaces_and_lose_starttls() {
+        assert_eq!(element_for_client("<message to='a'/>"), "<message xmlns='jabber:client' to='a'/>");
+        let features = element_for_client(
+            "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><mechanisms/></stream:features>",
+        );
+        assert_eq!(features, format!("<stream:features xmlns:stream='{STREAMS}'><mechanisms/></stream:features>"));
+    }
+
+    #[test]
+    fn a_server_that_only_offers_starttls_is_recognised() {
+        let only = "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls></stream:features>";
+        assert!(demands_starttls(only));
+        assert!(!demands_starttls("<stream:features><mechanisms/></stream:features>"));
+    }
+
+    #[test]
+    fn the_stream_header_escapes_what_the_client_chose() {
+        let header = stream_header("x'.test", "1.0", &[("xml:lang", "en")]);
+        assert!(header.ends_with(" to='x&apos;.test' version='1.0' xml:lang='en'>"), "{header}");
+    }
 }

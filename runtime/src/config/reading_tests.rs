@@ -61,7 +61,9 @@ trusted_proxies = { "127.0.0.1", "::1", "192.168.1.1", }
     assert_eq!(example.external_url.as_ref().unwrap().join("/files"), "https://www.example.com/files/");
     let www = &config.hosts[1];
     assert_eq!(www.kind, SectionKind::Component { module: Some("http".into()) });
-    assert!(www.modules.is_empty(), "bosh is not an HTTP module canto has");
+    // The seed's BOSH component: canto's built-in `bosh` serves it.
+    let names: Vec<&str> = www.modules.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["bosh"]);
     assert!(config.warnings.is_empty(), "{:?}", config.warnings);
 }
 

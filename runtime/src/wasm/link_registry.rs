@@ -379,7 +379,7 @@ impl LinkRegistry {
             }
             links.by_id.insert(link.id, Arc::clone(&link));
         })?;
-        settings.metrics.link_opened(true);
+        settings.metrics.link_opened(&room.1, true);
         tracing::debug!(module = %link.room.1, host = %link.room.0, "link {} open to {target}", link.id);
         let events = match owner {
             Owner::Socket { events, .. } => Some(events),
@@ -550,7 +550,7 @@ impl Pump {
         self.outgoing.close();
         let link = Arc::clone(&self.link);
         let settings = self.registry.settings.load_full();
-        settings.metrics.link_opened(false);
+        settings.metrics.link_opened(&link.room.1, false);
         if link.stopped.load(Ordering::Relaxed) {
             // Closed by its module: what it queued still goes out.
             let flush = async {

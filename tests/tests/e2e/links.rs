@@ -206,7 +206,7 @@ async fn a_keyed_link_outlives_requests_and_a_newer_receive_ends_a_waiting_one()
     let elsewhere = server.get("other-keyed.test", "/ws_link/?key=a&open=0").await;
     assert_eq!(elsewhere.status(), 404);
     let metrics = server.get("other-keyed.test", "/metrics").await.text().await.unwrap();
-    let open = metrics.lines().find_map(|line| line.strip_prefix("canto_links_open "));
+    let open = metrics.lines().find_map(|line| line.strip_prefix("canto_links_open{module=\"http_ws_link\"} "));
     assert_eq!(open.and_then(|v| v.parse::<f64>().ok()), Some(1.0), "{metrics}");
 
     // A held request (BOSH's hold=1) gives way to the next one at once.

@@ -148,7 +148,7 @@ async fn a_hot_reload_keeps_xmpp_sessions_open() {
 
 /// Strophe.js (npm) in headless Chromium, from a page on another origin:
 /// it logs in over canto's `websocket` and messages itself.
-const STROPHE_PAGE: &str = r#"<!DOCTYPE html><html><body><pre id="out">pending</pre><script>STROPHE</script><script>
+pub(super) const STROPHE_PAGE: &str = r#"<!DOCTYPE html><html><body><pre id="out">pending</pre><script>STROPHE</script><script>
 const params = new URLSearchParams(location.search);
 const out = document.getElementById("out");
 // A request pending until the session is done, so the page is not dumped before.
@@ -194,7 +194,7 @@ async fn strophe_in_a_browser_logs_in_from_an_allowed_origin_and_not_from_anothe
     wait_for_log(&["canto::access", "status=403", "module=websocket"]).await;
 }
 
-fn node_process(script: &str, args: &[&str]) -> tokio::process::Child {
+pub(super) fn node_process(script: &str, args: &[&str]) -> tokio::process::Child {
     let clients = canto_tests::node_clients();
     tokio::process::Command::new("node")
         .arg("--experimental-websocket")
