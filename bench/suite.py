@@ -17,9 +17,10 @@ Scenarios:
   websocket  10,000 idle WebSockets (server RSS per connection), and echo round
              trips at 1 and 64 connections: canto's http_ws_echo (a fresh
              instance per message) vs a native tokio-tungstenite echo server
-  xmpp       XMPP over WebSocket between anonymous users (@xmpp/client): message
-             round trips at 1 and 100 pairs, and memory per idle session, through
-             canto's `websocket` in front of Prosody's c2s vs Prosody's own mod_websocket
+  xmpp       XMPP between anonymous users over WebSocket (@xmpp/client) and over
+             BOSH (Strophe.js): message round trips at 1 and 100 pairs, and memory
+             per idle session, through canto's `websocket` and `bosh` in front of
+             Prosody's c2s vs Prosody's own mod_websocket and mod_bosh
 
 `--smoke` (what CI runs): canto only, 1 s per measurement, and any error
 response fails the run, so the suite cannot rot.
@@ -586,40 +587,45 @@ def xmpp_idle_kib(servers, url, domain, count):
 
 def scenario_xmpp():
     domain = "anon.localhost"
-    xmpp_config = ('modules_enabled = { "websocket"; "saslauth"; "ping"; "presence" }\n'
-                   'consider_websocket_secure = true\nc2s_require_encryption = false\n'
+    xmpp_config = ('modules_enabled = { "websocket"; "bosh"; "saslauth"; "ping"; "presence" }\n'
+                   'consider_websocket_secure = true\nconsider_bosh_secure = true\nc2s_require_encryption = false\n'
                    f'VirtualHost "{domain}"\n  authentication = "anonymous"\n')
-    # One Prosody behind canto, another serving its own mod_websocket: each
-    # one's memory is measured from its own start.
-    c2s = free_port()
-    behind, _ = prosody_server(xmpp_config, c2s_port=c2s)
-    wait_port(c2s)
-    proc, port, _ = canto(f'consider_websocket_secure = true\nhttp_default_host = "{domain}"\nVirtualHost "{domain}"\n'
-                          f'  modules_enabled = {{ "websocket" }}\n  http_xmpp_server = "127.0.0.1:{c2s}"\n')
-    systems = [("canto websocket -> Prosody c2s", f"ws://127.0.0.1:{port}/xmpp-websocket")]
-    if not SMOKE:
-        own, own_port = prosody_server(xmpp_config)
-        systems.append(("Prosody 0.12 mod_websocket", f"ws://127.0.0.1:{own_port}/xmpp-websocket"))
-    for pairs in (1, 100):
-        results = [xmpp_load("pingpong", url, domain, pairs, DURATION) for _, url in systems]
-        ours = results[0]
-        for i, ((name, _), result) in enumerate(zip(systems, results)):
-            ratio = f"canto = {ours['rate'] / result['rate']:.2f}x msg/s, p99 {ours['p99_ms'] / result['p99_ms']:.2f}x" if i else ""
-            rows.append((f"xmpp round trips, {pairs} pair{'s' if pairs > 1 else ''}", name,
-                         f"{result['rate']:,.0f} msg/s, p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms", ratio))
-    # Memory once both have served the round trips above (warm, as in use).
-    count = 10 if SMOKE else int(os.environ.get("XMPP_IDLE", "1000"))
-    canto_kib, behind_kib = xmpp_idle_kib([proc, behind], systems[0][1], domain, count)
-    rows.append(("xmpp idle sessions", systems[0][0],
-                 f"{count:,} open: canto {canto_kib:.1f} KiB + Prosody c2s {behind_kib:.1f} KiB per session", ""))
-    if not SMOKE:
-        (own_kib,) = xmpp_idle_kib([own], systems[1][1], domain, count)
-        rows.append(("xmpp idle sessions", systems[1][0], f"{count:,} open: {own_kib:.1f} KiB per session",
-                     f"canto's own = {canto_kib / own_kib:.2f}x, with Prosody's c2s = {(canto_kib + behind_kib) / own_kib:.2f}x"))
-    stop(proc)
-    stop(behind)
-    if not SMOKE:
-        stop(own)
+    # Per transport, fresh servers (memory freed by one transport's sessions
+    # would otherwise be reused by the other's): one Prosody behind canto,
+    # another serving its own module; each one's memory measured from its start.
+    for transport, path in (("websocket", "xmpp-websocket"), ("bosh", "http-bind")):
+        c2s = free_port()
+        behind, _ = prosody_server(xmpp_config, c2s_port=c2s)
+        wait_port(c2s)
+        proc, port, _ = canto('consider_websocket_secure = true\nconsider_bosh_secure = true\n'
+                              f'http_default_host = "{domain}"\nVirtualHost "{domain}"\n'
+                              f'  modules_enabled = {{ "{transport}" }}\n  http_xmpp_server = "127.0.0.1:{c2s}"\n')
+        scheme = "ws" if transport == "websocket" else "http"
+        systems = [(f"canto {transport} -> Prosody c2s", f"{scheme}://127.0.0.1:{port}/{path}")]
+        own = None
+        if not SMOKE:
+            own, own_port = prosody_server(xmpp_config)
+            systems.append((f"Prosody 0.12 mod_{transport}", f"{scheme}://127.0.0.1:{own_port}/{path}"))
+        for pairs in (1, 100):
+            results = [xmpp_load("pingpong", url, domain, pairs, DURATION) for _, url in systems]
+            ours = results[0]
+            for i, ((name, _), result) in enumerate(zip(systems, results)):
+                ratio = f"canto = {ours['rate'] / result['rate']:.2f}x msg/s, p99 {ours['p99_ms'] / result['p99_ms']:.2f}x" if i else ""
+                rows.append((f"xmpp {transport} round trips, {pairs} pair{'s' if pairs > 1 else ''}", name,
+                             f"{result['rate']:,.0f} msg/s, p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms", ratio))
+        # Memory once both have served the round trips above (warm, as in use).
+        count = 10 if SMOKE else int(os.environ.get("XMPP_IDLE", "1000"))
+        canto_kib, behind_kib = xmpp_idle_kib([proc, behind], systems[0][1], domain, count)
+        rows.append((f"xmpp {transport} idle sessions", systems[0][0],
+                     f"{count:,} open: canto {canto_kib:.1f} KiB + Prosody c2s {behind_kib:.1f} KiB per session", ""))
+        if own:
+            (own_kib,) = xmpp_idle_kib([own], systems[1][1], domain, count)
+            rows.append((f"xmpp {transport} idle sessions", systems[1][0], f"{count:,} open: {own_kib:.1f} KiB per session",
+                         f"canto's own = {canto_kib / own_kib:.2f}x, with Prosody's c2s = {(canto_kib + behind_kib) / own_kib:.2f}x"))
+        stop(proc)
+        stop(behind)
+        if own:
+            stop(own)
 
 
 SCENARIOS = [("hello", scenario_hello), ("wasi-http", scenario_wasi_http), ("static", scenario_static),

@@ -170,6 +170,11 @@ impl exports::canto::http::parked_handler::Guest for Bridge {
         ended: Option<String>,
         _memo: Vec<u8>,
     ) -> exports::canto::http::parked_handler::Answer {
+        // `fail=1`: the module traps while answering (what it was given
+        // goes back to the link).
+        if canto::http::context::raw_path_with_query().contains("fail=1") {
+            unreachable!("asked to fail");
+        }
         let (status, woken, body) = match ended {
             Some(reason) => (502, "ended", reason.into_bytes()),
             None if data.is_empty() => (200, "timeout", data),

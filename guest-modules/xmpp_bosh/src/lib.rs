@@ -48,8 +48,11 @@ const CREATION_POLL_MS: u32 = 500;
 /// Larger answers are not kept for a client that asks again (they would
 /// crowd the link's state).
 const REMEMBERED_ANSWER_BYTES: usize = 64 * 1024;
-/// The largest request body read (Prosody's `c2s_stanza_size_limit` is 256 KiB).
-const MAX_REQUEST_BYTES: usize = 1 << 20;
+/// The largest request body read, as Prosody's (`c2s_stanza_size_limit`).
+const DEFAULT_MAX_REQUEST_BYTES: u64 = 256 * 1024;
+/// How long a request that came ahead of its turn may wait for the one
+/// before it (the longest a request may be held).
+const DEFERRED_WAIT: u64 = 120;
 /// The link's reason when this module closed it.
 const CLOSED_HERE: &str = "closed by its module";
 
@@ -69,8 +72,9 @@ struct Session {
     pending: String,
     /// Bytes of a character split between two reads.
     split: Vec<u8>,
-    /// The last answers by `rid`, for a client that asks again.
-    answers: Vec<(u64, String)>,
+    /// The last answers by `rid`, for a client that asks again (`None`:
+    /// one too large to keep).
+    answers: Vec<(u64, Option<String>)>,
     /// A request that came one ahead of its turn, handled after the one before it.
     deferred: Option<Deferred>,
 }
@@ -109,19 +113,25 @@ impl Session {
         links::set_state(link, &serde_json::to_vec(self).map_err(|e| e.to_string())?)
     }
 
-    fn remember(&mut self, rid: u64, answer: &str) {
-        self.answers.retain(|(old, _)| *old != rid);
-        if answer.len() <= REMEMBERED_ANSWER_BYTES {
-            self.answers.push((rid, answer.to_string()));
+    /// Keeps `answer` for `rid`; `carries` says whether it carries anything
+    /// (an empty answer, to a request another took over, never replaces one
+    /// that does).
+    fn remember(&mut self, rid: u64, answer: &str, carries: bool) {
+        let kept = (answer.len() <= REMEMBERED_ANSWER_BYTES).then(|| answer.to_string());
+        match self.answers.iter_mut().find(|(old, _)| *old == rid) {
+            Some(existing) if carries => existing.1 = kept,
+            Some(_) => {}
+            None => self.answers.push((rid, kept)),
         }
-        // Prosody keeps hold + 1 answers.
+        // Prosody keeps hold + 1 answers: the latest rids.
+        self.answers.sort_by_key(|(rid, _)| *rid);
         while self.answers.len() > 2 {
             self.answers.remove(0);
         }
     }
 
-    fn remembered(&self, rid: u64) -> Option<&str> {
-        self.answers.iter().find(|(old, _)| *old == rid).map(|(_, answer)| answer.as_str())
+    fn remembered(&self, rid: u64) -> Option<Option<&str>> {
+        self.answers.iter().find(|(old, _)| *old == rid).map(|(_, answer)| answer.as_deref())
     }
 
     /// Cuts what the server sent into elements for the client.
@@ -197,7 +207,7 @@ fn read_body(request: IncomingRequest) -> Option<Vec<u8>> {
             Err(wasi::io::streams::StreamError::Closed) => break,
             Err(_) => return None,
         }
-        if body.len() > MAX_REQUEST_BYTES {
+        if body.len() as u64 > seconds("c2s_stanza_size_limit", DEFAULT_MAX_REQUEST_BYTES) {
             return None;
         }
     }
@@ -274,7 +284,7 @@ fn create(request: &wire::Request) -> Reply {
     let polling = seconds("bosh_max_polling", DEFAULT_MAX_POLLING);
     let created = wire::Created { sid: &session.sid, host: &session.host, wait, inactivity, polling };
     let answer = wire::created(&created, &payload);
-    session.remember(rid, &answer);
+    session.remember(rid, &answer, true);
     if let Err(error) = session.save(link) {
         log(Level::Error, &format!("cannot keep the session's state: {error}"));
         links::close(link);
@@ -306,11 +316,18 @@ fn carry_on(sid: &str, request: &wire::Request) -> Reply {
     let Some(mut session) = Session::load(link) else { return terminate("item-not-found") };
     let Some(rid) = request.number("rid") else { return terminate("bad-request") };
     let held = |session: &Session| park(link, session.wait, rid);
-    match i128::from(rid) - i128::from(session.rid) {
-        1 => {}
-        _ if session.remembered(rid).is_some() => {
-            return Reply::Now(session.remembered(rid).unwrap_or_default().to_string());
+    let diff = i128::from(rid) - i128::from(session.rid);
+    match session.remembered(rid) {
+        Some(Some(answer)) if diff != 1 => return Reply::Now(answer.to_string()),
+        // Asked again for an answer too large to keep (XEP-0124 §14.3).
+        Some(None) if diff != 1 => {
+            links::close(link);
+            return terminate("item-not-found");
         }
+        _ => {}
+    }
+    match diff {
+        1 => {}
         // The held request asked again: hold this one, ignoring what it carries.
         0 => return held(&session),
         // One request went missing on the way: this one waits for it.
@@ -321,8 +338,11 @@ fn carry_on(sid: &str, request: &wire::Request) -> Reply {
                 restart: request.restarts(),
                 terminate: request.terminates(),
             });
+            // Held until the one before it comes (which answers it), not
+            // just for `wait`: answered earlier, it would let the client's
+            // next request fall out of the window.
             return match session.save(link) {
-                Ok(()) => held(&session),
+                Ok(()) => park(link, DEFERRED_WAIT, rid),
                 Err(_) => terminate("internal-server-error"),
             };
         }
@@ -332,16 +352,12 @@ fn carry_on(sid: &str, request: &wire::Request) -> Reply {
         }
     }
     session.rid = rid;
-    let mut terminated = forward(link, &session, &request.payload, request.restarts(), request.terminates());
+    let mut terminated = forward(link, &mut session, &request.payload, request.restarts(), request.terminates());
     if let Some(deferred) = session.deferred.take_if(|deferred| deferred.rid == rid + 1)
         && terminated == Ok(false)
     {
         session.rid = deferred.rid;
-        terminated = forward(link, &session, &deferred.payload, deferred.restart, deferred.terminate);
-    }
-    if request.restarts() {
-        session.pending.clear();
-        session.split.clear();
+        terminated = forward(link, &mut session, &deferred.payload, deferred.restart, deferred.terminate);
     }
     match terminated {
         Ok(true) => {
@@ -366,11 +382,14 @@ fn carry_on(sid: &str, request: &wire::Request) -> Reply {
 
 /// Sends a request's elements (and a restart or the stream's end) to the
 /// XMPP server; says whether the session ends.
-fn forward(link: u64, session: &Session, payload: &[String], restart: bool, end: bool) -> Result<bool, String> {
+fn forward(link: u64, session: &mut Session, payload: &[String], restart: bool, end: bool) -> Result<bool, String> {
     for element in payload {
         links::send(link, element.as_bytes())?;
     }
     if restart {
+        // The server answers with a new stream: nothing of the old one waits.
+        session.pending.clear();
+        session.split.clear();
         links::send(link, xmpp_stream::stream_header(&session.host, "1.0", &[]).as_bytes())?;
     }
     if end {
@@ -471,7 +490,7 @@ fn answer_woken(link: u64, rid: u64, data: &[u8]) -> String {
             return ended(end, &fed.payload);
         }
     };
-    session.remember(rid, &answer);
+    session.remember(rid, &answer, !fed.payload.is_empty());
     if let Err(error) = session.save(link) {
         log(Level::Error, &format!("session {}: cannot keep its state: {error}", session.sid));
         links::close(link);
@@ -496,6 +515,7 @@ impl metadata::exports::canto::http::metadata::Guest for Bosh {
                 "bosh_max_wait",
                 "bosh_max_inactivity",
                 "bosh_max_polling",
+                "c2s_stanza_size_limit",
             ]
             .map(String::from)
             .to_vec(),
@@ -506,3 +526,35 @@ impl metadata::exports::canto::http::metadata::Guest for Bosh {
 
 export!(Bosh);
 metadata::export!(Bosh with_types_in metadata);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_kept_for_the_latest_two_rids_and_an_empty_one_replaces_nothing() {
+        let mut session = Session::default();
+        session.remember(5, "five", true);
+        session.remember(7, "seven", true);
+        session.remember(6, "six", true);
+        assert_eq!(session.remembered(5), None, "the smallest rid goes first");
+        assert_eq!(session.remembered(6), Some(Some("six")));
+        session.remember(6, "", false);
+        assert_eq!(session.remembered(6), Some(Some("six")), "a taken-over request's empty answer");
+        session.remember(8, &"x".repeat(REMEMBERED_ANSWER_BYTES + 1), true);
+        assert_eq!(session.remembered(8), Some(None), "too large to keep, but known");
+    }
+
+    #[test]
+    fn the_servers_stream_is_fed_across_reads_and_its_end_is_seen() {
+        let mut session = Session::default();
+        let fed = session.feed("<stream:stream id='1'><message><body>ü".as_bytes());
+        assert!(fed.payload.is_empty() && fed.end.is_none());
+        let split = "ü</body></message><stream:error><conflict/></stream:error>".as_bytes();
+        let fed = session.feed(&split[..1]);
+        assert!(fed.payload.is_empty());
+        let fed = session.feed(&split[1..]);
+        assert_eq!(fed.payload, "<message xmlns='jabber:client'><body>üü</body></message>");
+        assert!(matches!(fed.end, Some(End::Error(error)) if error.contains("<conflict/>")));
+    }
+}

@@ -6,6 +6,8 @@ use xmpp_stream::{Piece, attribute, attributes, escape, tag_end};
 pub const HTTPBIND: &str = "http://jabber.org/protocol/httpbind";
 const STREAMS: &str = xmpp_stream::STREAMS;
 const XBOSH: &str = "urn:xmpp:xbosh";
+/// Prefixes a wrapper may declare (each is looked for in every child).
+const MAX_PREFIXES: usize = 8;
 
 /// A client's request: the wrapper's attributes and the elements it carries.
 pub struct Request {
@@ -42,7 +44,15 @@ pub fn read(text: &str) -> Option<Request> {
     }
     let head_end = start + tag_end(&text[start..])?;
     let head = &text[start..head_end];
+    if !head[5..].starts_with(|c: char| c.is_whitespace() || c == '/' || c == '>') {
+        return None;
+    }
     let attributes = attributes(head);
+    // As Prosody's parser: the wrapper is BOSH's, and declares few prefixes.
+    let prefixes = attributes.iter().filter(|(name, _)| name.starts_with("xmlns:")).count();
+    if attribute(&attributes, "xmlns") != Some(HTTPBIND) || prefixes > MAX_PREFIXES {
+        return None;
+    }
     if !head.ends_with("/>") && !text[head_end..].trim_end().ends_with("</body>") {
         return None;
     }
@@ -83,9 +93,9 @@ fn standing_alone(element: &str, declared: &[(&str, &str)]) -> String {
             extra += &format!(" xmlns:{prefix}='{}'", escape(uri));
         }
     }
-    let element =
-        element.replacen(&format!(" xmlns='{HTTPBIND}'"), "", 1).replacen(&format!(" xmlns=\"{HTTPBIND}\""), "", 1);
-    if extra.is_empty() { element } else { format!("{}{extra}{}", &element[..name_end], &element[name_end..]) }
+    // The wrapper's namespace, declared on the child itself, is the stream's.
+    let head = head.replacen(&format!(" xmlns='{HTTPBIND}'"), "", 1).replacen(&format!(" xmlns=\"{HTTPBIND}\""), "", 1);
+    format!("{}{extra}{}{}", &head[..name_end], &head[name_end..], &element[head_end..])
 }
 
 /// An answer's wrapper around `payload`.
@@ -157,8 +167,8 @@ mod tests {
 
     #[test]
     fn the_wrappers_namespace_on_a_child_is_the_streams() {
-        let request = read("<body xmlns='http://jabber.org/protocol/httpbind'><presence xmlns='http://jabber.org/protocol/httpbind'/></body>").expect("a body");
-        assert_eq!(request.payload, ["<presence/>"]);
+        let request = read("<body xmlns='http://jabber.org/protocol/httpbind'><presence xmlns='http://jabber.org/protocol/httpbind'><x xmlns='http://jabber.org/protocol/httpbind'/></presence></body>").expect("a body");
+        assert_eq!(request.payload, ["<presence><x xmlns='http://jabber.org/protocol/httpbind'/></presence>"]);
     }
 
     #[test]
@@ -166,6 +176,8 @@ mod tests {
         assert!(read("").is_none());
         assert!(read("<iq/>").is_none());
         assert!(read("<body rid='1'><message>").is_none());
-        assert!(read("<body rid='1'><message/>").is_none());
+        assert!(read("<body rid='1' xmlns='http://jabber.org/protocol/httpbind'><message/>").is_none());
+        assert!(read("<body rid='1'/>").is_none(), "not in BOSH's namespace");
+        assert!(read("<bodyguard xmlns='http://jabber.org/protocol/httpbind'/>").is_none());
     }
 }

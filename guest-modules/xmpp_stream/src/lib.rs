@@ -199,7 +199,9 @@ mod tests {
         let (pieces, taken) = cut(stream);
         assert_eq!(pieces.len(), 3, "{pieces:?}");
         assert!(matches!(&pieces[0], Piece::Open(attributes) if attribute(attributes, "id") == Some("a1")));
-        assert!(matches!(&pieces[1], Piece::Element(e) if e.starts_with("<stream:features>") && e.ends_with("</stream:features>")));
+        assert!(
+            matches!(&pieces[1], Piece::Element(e) if e.starts_with("<stream:features>") && e.ends_with("</stream:features>"))
+        );
         assert!(matches!(&pieces[2], Piece::Element(e) if e.ends_with("</message>")));
         assert_eq!(stream[taken..].trim(), "<iq id='half'>");
         let (pieces, _) = cut("<iq id='half'><query xmlns='jabber:iq:roster'/></iq></stream:stream>");

@@ -347,42 +347,27 @@ async fn wake(
     // A slot first, then the link: an instance holding the link may be
     // waiting for nothing but its own end, never for this slot.
     let _permits = state.module_slots(mount).await?;
-    let held = parked
+    let mut held = parked
         .link
         .lock()
         .await
         .map_err(|error| Refusal::Module(WasmError::LinkHeld { module: module.clone(), error }))?;
     let (data, ended) = parked.take(&held);
+    // Until the module answers, what it is given goes back to the link if
+    // the answer never comes (a trap, a timeout, the client leaving): put
+    // back while the link is still held, so nothing newer is read first.
+    held.undelivered = Some(data.clone());
     if ended.is_some() {
         // The module hears why now: the key is free for a new link.
         state.links.close(&mount.identity.room(), parked.link.id);
     }
-    // Until the answer is built, what was read goes back to the link if
-    // this request fails or its client leaves: no stanza is lost.
-    let mut undelivered = Undelivered { link: Arc::clone(&parked.link), data: Some(data.clone()) };
     let sandbox = SandboxLimits::from(&state.limits);
     let budgets = (state.limits.timeout, state.limits.wall_timeout);
     let woken = Woken { link: parked.link.id, data, ended, memo: parked.memo.clone(), held };
     let result = handler.wake(Arc::clone(&mount.identity), facts, &sandbox, budgets, woken).await;
     let outcome = result.as_ref().map_or_else(WasmError::outcome, |_| ModuleOutcome::Answered);
     state.metrics.module_run(module, outcome);
-    let response = woken_response(module, result.map_err(Refusal::Module)?, state.limits.max_response_bytes)?;
-    undelivered.data = None;
-    Ok(response)
-}
-
-/// What a woken request read from its link, until it is answered.
-struct Undelivered {
-    link: Arc<crate::wasm::link_registry::Link>,
-    data: Option<Vec<u8>>,
-}
-
-impl Drop for Undelivered {
-    fn drop(&mut self) {
-        if let Some(data) = self.data.take().filter(|data| !data.is_empty()) {
-            self.link.unread(data);
-        }
-    }
+    woken_response(module, result.map_err(Refusal::Module)?, state.limits.max_response_bytes)
 }
 
 /// Headers that frame the message or the connection: the server sets them,

@@ -93,7 +93,7 @@ pub struct InstanceState {
     /// Set in an instance answering a woken request: it cannot park again.
     pub(super) waking: bool,
     /// Links this instance holds (`links.lock`), until it ends.
-    pub(super) held: Vec<(u64, tokio::sync::OwnedMutexGuard<()>)>,
+    pub(super) held: Vec<super::link_registry::HeldLink>,
 }
 
 impl InstanceState {

@@ -153,10 +153,11 @@ impl Link {
     }
 
     /// Holds the link, waiting up to [`LOCK_WAIT`] for whoever holds it.
-    pub async fn lock(&self) -> Result<OwnedMutexGuard<()>, String> {
-        tokio::time::timeout(LOCK_WAIT, Arc::clone(&self.turnstile).lock_owned())
+    pub async fn lock(self: &Arc<Self>) -> Result<HeldLink, String> {
+        let guard = tokio::time::timeout(LOCK_WAIT, Arc::clone(&self.turnstile).lock_owned())
             .await
-            .map_err(|_| format!("link {} stayed held by another instance for {LOCK_WAIT:?}", self.id))
+            .map_err(|_| format!("link {} stayed held by another instance for {LOCK_WAIT:?}", self.id))?;
+        Ok(HeldLink { link: Arc::clone(self), undelivered: None, _guard: guard })
     }
 
     /// Closes a keyed link left untouched for `timeout`.
@@ -229,14 +230,13 @@ impl Link {
     async fn ready(&self, turn: u64, max_wait: Duration) {
         let mut changes = self.changed.subscribe();
         // Counted down even if the wait is dropped (its client left).
-        let _waiting = Waiting::new(&self.waiting);
+        let _waiting = Waiting::new(self);
         let deadline = tokio::time::Instant::now() + max_wait.min(MAX_RECEIVE_WAIT);
         while self.receives.load(Ordering::Relaxed) == turn && !self.has_news() {
             if !matches!(tokio::time::timeout_at(deadline, changes.changed()).await, Ok(Ok(()))) {
                 break;
             }
         }
-        self.touch();
     }
 
     /// As reader `turn`: what arrived, or why the link ended; nothing once
@@ -660,19 +660,39 @@ impl Pump {
     }
 }
 
-/// One `wait` in progress, counted while it lasts.
-struct Waiting<'a>(&'a AtomicUsize);
+/// One `wait` in progress, counted while it lasts; the link counts as
+/// used until it ends, however it ends (a client may leave mid-wait).
+struct Waiting<'a>(&'a Link);
 
 impl<'a> Waiting<'a> {
-    fn new(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::Relaxed);
-        Self(count)
+    fn new(link: &'a Link) -> Self {
+        link.waiting.fetch_add(1, Ordering::Relaxed);
+        Self(link)
     }
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch();
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A link held by one instance (`lock`), until the instance ends.
+pub struct HeldLink {
+    pub link: Arc<Link>,
+    /// What a woken request took from the link and its module has not yet
+    /// answered with: put back if the answer never comes, while the link
+    /// is still held, so nothing newer is read before it.
+    pub undelivered: Option<Vec<u8>>,
+    _guard: OwnedMutexGuard<()>,
+}
+
+impl Drop for HeldLink {
+    fn drop(&mut self) {
+        if let Some(data) = self.undelivered.take().filter(|data| !data.is_empty()) {
+            self.link.unread(data);
+        }
     }
 }
 
@@ -734,7 +754,7 @@ impl Parked {
     /// What the wake hands its module: what arrived, or why the link ended.
     /// Taken only while holding the link, so a module sees its link's data
     /// in the order it arrived, whichever instance reads it.
-    pub fn take(&self, _held: &OwnedMutexGuard<()>) -> (Vec<u8>, Option<String>) {
+    pub fn take(&self, _held: &HeldLink) -> (Vec<u8>, Option<String>) {
         match self.link.take(self.turn) {
             Ok(data) => (data, None),
             Err(ended) => (Vec::new(), Some(ended)),

@@ -72,7 +72,7 @@ pub struct Woken {
     pub data: Vec<u8>,
     pub ended: Option<String>,
     pub memo: Vec<u8>,
-    pub held: tokio::sync::OwnedMutexGuard<()>,
+    pub held: link_registry::HeldLink,
 }
 
 /// A module's `parked-handler` export, found when it is loaded.
@@ -105,7 +105,7 @@ impl ParkedSupport {
         let module = mount.module.clone();
         let mut state = InstanceState::new(mount, Some(facts), sandbox);
         state.waking = true;
-        state.held.push((link, held));
+        state.held.push(held);
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limits);
         super::engine::deadline(&mut store, cpu);
@@ -113,7 +113,14 @@ impl ParkedSupport {
             let instance = self.pre.instantiate_async(&mut store).await?;
             instance.canto_http_parked_handler().call_on_wake(&mut store, link, &data, ended.as_deref(), &memo).await
         };
-        super::websocket::settle(module, tokio::time::timeout(wall, call).await)
+        let outcome = tokio::time::timeout(wall, call).await;
+        if matches!(outcome, Ok(Ok(_))) {
+            // Answered: the module has what it was given.
+            for held in &mut store.data_mut().held {
+                held.undelivered = None;
+            }
+        }
+        super::websocket::settle(module, outcome)
     }
 }
 
@@ -172,11 +179,11 @@ impl Host for InstanceState {
     }
 
     async fn lock(&mut self, link: u64) -> Result<(), String> {
-        if self.held.iter().any(|(held, _)| *held == link) {
+        if self.held.iter().any(|held| held.link.id == link) {
             return Ok(());
         }
-        let guard = self.link(link)?.lock().await?;
-        self.held.push((link, guard));
+        let held = self.link(link)?.lock().await?;
+        self.held.push(held);
         Ok(())
     }
 

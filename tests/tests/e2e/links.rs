@@ -290,6 +290,13 @@ async fn parked_requests_hold_no_slot_and_wake_on_data_timeout_takeover_or_end()
     assert_eq!(next, (200, "data".into(), "echo:next\n".into()));
     assert_eq!(held.await.unwrap(), (200, "timeout".into(), String::new()));
     assert!(started.elapsed() < Duration::from_secs(10));
+    // A module trapping while it answers: the request gets a 500, and what
+    // it was given goes back to the link for the next reader.
+    let failing = tokio::spawn(get("/ws_link/?key=k3&park=1&wait=30000&fail=1".into()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    get("/ws_link/?key=k3&send=again".into()).await;
+    assert_eq!(failing.await.unwrap().0, 500);
+    assert_eq!(get("/ws_link/?key=k3&wait=5000".into()).await.2, "echo:again\n");
     // The peer hanging up on a parked request's link: it learns why.
     let ending = tokio::spawn(get("/ws_link/?key=k1&park=1&wait=30000".into()));
     tokio::time::sleep(Duration::from_millis(300)).await;
