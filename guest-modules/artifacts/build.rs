@@ -65,7 +65,7 @@ fn main() {
 }
 
 /// Members that are libraries the guests share, not guests.
-const LIBRARIES: &[&str] = &["sdk", "xmpp_stream"];
+const LIBRARIES: &[&str] = &["sdk", "xmpp_stream", "http_serving"];
 
 /// Names of the cdylib guests: every member except the shared libraries.
 fn workspace_members(guests_dir: &Path) -> Vec<String> {

@@ -55,6 +55,10 @@ impl Site {
         Self { name, mounts }
     }
 
+    pub fn mounts(&self) -> &[Mount] {
+        &self.mounts
+    }
+
     /// Adds a mount unless its base path is taken; returns the holder then.
     pub fn add(&mut self, mount: Mount) -> Result<(), (&Mount, Mount)> {
         if let Some(index) = self.mounts.iter().position(|m| m.base_path == mount.base_path) {

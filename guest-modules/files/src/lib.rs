@@ -16,15 +16,14 @@
 //! are compared as RFC 9110 says (lists, weak tags, dates), and files stream
 //! out in fixed-size chunks, so memory stays flat whatever their size. The
 //! request logic lives in modules without wasm imports (`path`, `mime`,
-//! `validators`, `range`, `listing`), which host tests cover.
+//! `listing`, and `http_serving`'s `range` and `validators`), which host
+//! tests cover.
 
 #![warn(clippy::unwrap_used)]
 
 mod listing;
 mod mime;
 mod path;
-mod range;
-mod validators;
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
@@ -35,9 +34,9 @@ use canto_sdk::bindings::wasi::random::random::get_random_u64;
 use canto_sdk::{Fields, IncomingRequest, Method, OutgoingResponse, OutputStream, ResponseOutparam, context, log};
 use serde_json::Value;
 
+use http_serving::range::{self, ByteRange, Multipart, Ranges};
+use http_serving::validators::{self, Conditions, Outcome, Validators};
 use path::PathError;
-use range::{ByteRange, Multipart, Ranges};
-use validators::{Conditions, Outcome, Validators};
 
 mod metadata {
     wit_bindgen::generate!({

@@ -5,7 +5,7 @@ use std::fmt::Write;
 use html_escape::encode_quoted_attribute as html_escape;
 
 use crate::path::percent_encode;
-use crate::validators::http_date;
+use http_serving::validators::http_date;
 
 /// One name in a directory.
 #[derive(Debug)]

@@ -7,7 +7,8 @@
 //! [`listener`] (bind, accept, serve a connection), [`connections`] (the
 //! cap and the quiet and slow-client watchdog), [`last_word`] (408/414 on
 //! close), [`mounts`] (the mount table and the state requests share),
-//! [`pipeline`] (one request, top to bottom) and [`reload`].
+//! [`pipeline`] (one request, top to bottom), [`schedule`] (modules'
+//! scheduled runs) and [`reload`].
 
 mod connections;
 mod fragments;
@@ -17,6 +18,7 @@ mod mounts;
 mod pipeline;
 mod refusal;
 mod reload;
+mod schedule;
 mod websocket;
 
 pub use reload::ReloadHandle;
@@ -52,6 +54,7 @@ pub struct Server {
     cap: connections::ConnectionCap,
     state: Arc<ArcSwap<ServerState>>,
     reloader: reload::Reloader,
+    schedules: Arc<schedule::Schedules>,
     reload_requests: (mpsc::Sender<()>, mpsc::Receiver<()>),
 }
 
@@ -87,7 +90,8 @@ impl Server {
         let shared = Arc::new(ArcSwap::from_pointee(state));
         let reloader =
             reload::Reloader::new(loader, certificates, config.clone(), versions, public, slots, Arc::clone(&shared));
-        Ok(Self { listeners, cap, state: shared, reloader, reload_requests: mpsc::channel(4) })
+        let schedules = reloader.schedules();
+        Ok(Self { listeners, cap, state: shared, reloader, schedules, reload_requests: mpsc::channel(4) })
     }
 
     /// A handle that makes the running server re-read its config file, as
@@ -128,8 +132,10 @@ impl Server {
         drop(alive);
         let (_, requests) = self.reload_requests;
         let lasting = Lasting::of(&self.state.load());
+        self.schedules.sync(&self.state);
         tokio::spawn(self.reloader.run(requests, stopped.clone(), loops));
         shutdown.await;
+        self.schedules.stop_all();
         tracing::info!("shutting down ({addrs}): not accepting new connections, finishing requests in flight");
         let _ = stop.send(true);
         let sockets = lasting.websockets.close_all();

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::listener::{self, AcceptLoops};
 use super::mounts::{InstanceSlots, Lasting, PublicListener, ServerState, build_state, public_listener};
+use super::schedule::Schedules;
 use crate::config::{Config, ModuleSource};
 use crate::tls::HttpsCertificates;
 use crate::wasm::{LoadedModules, ModuleLoader, Versions};
@@ -56,6 +57,8 @@ pub(crate) struct Reloader {
     shared: Arc<ArcSwap<ServerState>>,
     module_files: FileWatch,
     certificate_files: FileWatch,
+    /// Modules' scheduled runs, brought in line with each new state.
+    schedules: Arc<Schedules>,
 }
 
 impl Reloader {
@@ -70,7 +73,23 @@ impl Reloader {
     ) -> Self {
         let module_files = FileWatch::new(module_paths(&config));
         let certificate_files = FileWatch::new(crate::tls::watched_paths(&config.tls));
-        Self { loader, certificates, config, versions, public, slots, shared, module_files, certificate_files }
+        let schedules = Arc::default();
+        Self {
+            loader,
+            certificates,
+            config,
+            versions,
+            public,
+            slots,
+            shared,
+            module_files,
+            certificate_files,
+            schedules,
+        }
+    }
+
+    pub fn schedules(&self) -> Arc<Schedules> {
+        Arc::clone(&self.schedules)
     }
 
     /// Polls module files and serves reload requests until shutdown.
@@ -202,6 +221,7 @@ impl Reloader {
         }
         let state = build_state(&config, loaded, self.public, &self.slots, &lasting);
         self.shared.store(Arc::new(state));
+        self.schedules.sync(&self.shared);
         self.config = config;
         self.versions = versions;
     }

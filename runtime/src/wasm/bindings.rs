@@ -66,3 +66,12 @@ pub mod parked {
         },
     });
 }
+
+/// The optional `canto:http/scheduled-handler` export.
+pub mod scheduled {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "canto:http/scheduled-provider",
+        exports: { default: async },
+    });
+}

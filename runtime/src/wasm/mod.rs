@@ -19,6 +19,7 @@ mod loader;
 mod module;
 mod outbound;
 mod reuse;
+pub mod scheduled;
 pub mod socket_registry;
 pub mod websocket;
 

@@ -11,6 +11,7 @@ use super::WasmError;
 use super::bindings::{imports, metadata};
 use super::host_state::{InstanceState, SandboxLimits};
 use super::links::{LinkSupport, ParkedSupport};
+use super::scheduled::ScheduledSupport;
 use super::websocket::WebsocketSupport;
 
 /// What a module declared about itself (or Prosody's defaults).
@@ -44,6 +45,8 @@ pub struct LoadedModule {
     pub links: Option<Arc<LinkSupport>>,
     /// Its handler for parked requests, if it exports one.
     pub parked: Option<Arc<ParkedSupport>>,
+    /// Its scheduled handler, if it exports one.
+    pub scheduled: Option<Arc<ScheduledSupport>>,
     /// One permit per request this module may run at once.
     pub concurrency: Arc<tokio::sync::Semaphore>,
     /// The permits `concurrency` was made with (`http_module_max_concurrency`).
@@ -96,6 +99,7 @@ impl LoadedModule {
         let websocket = WebsocketSupport::load(engine, &module, pre.clone(), &sandbox).await?.map(Arc::new);
         let links = LinkSupport::find(pre.clone()).map(Arc::new);
         let parked = ParkedSupport::find(pre.clone()).map(Arc::new);
+        let scheduled = ScheduledSupport::find(pre.clone()).map(Arc::new);
         let proxy = ProxyPre::new(pre).map_err(|_| WasmError::NotAnHttpModule { module: module.clone() })?;
 
         let metadata = match metadata_pre {
@@ -110,6 +114,7 @@ impl LoadedModule {
             websocket,
             links,
             parked,
+            scheduled,
             concurrency,
             concurrency_limit: limits.max_concurrency,
         })
@@ -126,6 +131,7 @@ impl LoadedModule {
             websocket: self.websocket.clone(),
             links: self.links.clone(),
             parked: self.parked.clone(),
+            scheduled: self.scheduled.clone(),
             concurrency: Arc::new(tokio::sync::Semaphore::new(limit as usize)),
             concurrency_limit: limit,
         }

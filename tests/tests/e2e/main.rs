@@ -42,6 +42,7 @@ mod proxies;
 mod readme;
 mod reload;
 mod sandbox;
+mod scheduled;
 mod vhosts;
 mod websockets;
 mod xmpp;

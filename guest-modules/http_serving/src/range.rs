@@ -13,6 +13,8 @@ pub struct ByteRange {
 }
 
 impl ByteRange {
+    /// Bytes in the range: at least one (`first <= last`).
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> u64 {
         self.last - self.first + 1
     }
