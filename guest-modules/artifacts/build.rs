@@ -19,6 +19,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("http_echo", "http_echo"),
     ("websocket", "http_xmpp_websocket"),
     ("bosh", "http_xmpp_bosh"),
+    ("http_file_share", "http_file_share"),
 ];
 
 fn main() {

@@ -377,6 +377,11 @@ pub struct XmppServer {
 
 impl XmppServer {
     pub async fn start(domain: &str) -> XmppServer {
+        Self::start_with(domain, "").await
+    }
+
+    /// With `extra` appended to its config (a Component, say).
+    pub async fn start_with(domain: &str, extra: &str) -> XmppServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let (c2s_port, http_port) = (free_port(), free_port());
         let config = format!(
@@ -392,6 +397,7 @@ VirtualHost "{domain}"
 -- Guests log in without an account, for tests with many sessions.
 VirtualHost "anon.{domain}"
     authentication = "anonymous"
+{extra}
 "#,
             prosody_preamble(dir.path(), Some(c2s_port), http_port)
         );

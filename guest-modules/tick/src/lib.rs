@@ -5,11 +5,12 @@
 //! the run fails with a reason, with `tick_trap` it traps. A GET answers
 //! `ticks=<n>`.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "canto:http/scheduled-module",
-    generate_all,
-});
+mod scheduled {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "canto:http/scheduled-provider",
+    });
+}
 
 mod metadata {
     wit_bindgen::generate!({
@@ -18,10 +19,9 @@ mod metadata {
     });
 }
 
-use canto::http::context;
-use canto::http::log::{Level, log};
+use canto_sdk::log::{Level, log};
+use canto_sdk::{IncomingRequest, ResponseOutparam, context};
 use metadata::exports::canto::http::metadata::ModuleInfo;
-use wasi::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
 
 struct Tick;
 
@@ -38,7 +38,7 @@ fn ticks() -> usize {
     ticks_file().and_then(|file| std::fs::read_to_string(file).ok()).map_or(0, |text| text.lines().count())
 }
 
-impl exports::canto::http::scheduled_handler::Guest for Tick {
+impl scheduled::exports::canto::http::scheduled_handler::Guest for Tick {
     fn run() -> Result<u32, String> {
         if option("tick_trap").is_some() {
             unreachable!("asked to trap");
@@ -55,17 +55,9 @@ impl exports::canto::http::scheduled_handler::Guest for Tick {
     }
 }
 
-impl exports::wasi::http::incoming_handler::Guest for Tick {
+impl canto_sdk::Handler for Tick {
     fn handle(_request: IncomingRequest, out: ResponseOutparam) {
-        let headers = Fields::from_list(&[("content-type".to_string(), b"text/plain".to_vec())])
-            .unwrap_or_else(|_| Fields::new());
-        let response = OutgoingResponse::new(headers);
-        let Ok(body) = response.body() else { return };
-        ResponseOutparam::set(out, Ok(response));
-        if let Ok(stream) = body.write() {
-            let _ = stream.blocking_write_and_flush(format!("ticks={}\n", ticks()).as_bytes());
-        }
-        let _ = OutgoingBody::finish(body, None);
+        canto_sdk::respond(out, 200, "text/plain", format!("ticks={}\n", ticks()).as_bytes());
     }
 }
 
@@ -80,5 +72,6 @@ impl metadata::exports::canto::http::metadata::Guest for Tick {
     }
 }
 
-export!(Tick);
+canto_sdk::export!(Tick);
 metadata::export!(Tick with_types_in metadata);
+scheduled::export!(Tick with_types_in scheduled);

@@ -124,12 +124,16 @@ impl Config {
     /// What `http_module_grants` gives `app` on `host`, plus what Prosody's
     /// own modules need: the files module reads the host's
     /// `http_files_dir`, the openmetrics module reads the metrics, the XMPP
-    /// transports connect to the host's `http_xmpp_server`.
+    /// transports connect to the host's `http_xmpp_server`, the file-share
+    /// module writes its uploads directory.
     pub fn grants_for(&self, host: &HostConfig, app: &str) -> Grants {
         let mut grants = self.grants.get(app).cloned().unwrap_or_default();
         grants.metrics |= app == "openmetrics";
         if XMPP_TRANSPORTS.contains(&app) && !grants.connect.contains(&host.xmpp_server) {
             grants.connect = grants.connect.iter().cloned().chain([host.xmpp_server.clone()]).collect();
+        }
+        if app == "file_share" && !grants.write_dirs.contains(&host.file_share_dir) {
+            grants.write_dirs.insert(0, host.file_share_dir.clone());
         }
         if app == "files"
             && let Some(dir) = &host.files_dir

@@ -4,7 +4,7 @@
 //! `http_files_dir`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::typed::{self, spanned_string_list, string};
@@ -27,6 +27,10 @@ pub struct HostConfig {
     /// `http_files_dir`, resolved against the file that set it: the files
     /// module is granted it read-only and told this absolute path.
     pub files_dir: Option<PathBuf>,
+    /// Where the file-share module keeps uploads: `http_file_share_dir`,
+    /// else `<data_path>/http_file_share` (as Prosody stores them). Created
+    /// when the module is mounted, and granted to it alone.
+    pub file_share_dir: PathBuf,
     /// `http_paths`: app name → base path, the host's over the global ones.
     pub paths: BTreeMap<String, String>,
     /// `http_xmpp_server`: the XMPP server's client port the XMPP transport
@@ -129,6 +133,7 @@ pub(super) fn hosts(
     global: &Arc<Options>,
     sections: &[HostSection],
     resolver: &ModuleResolver,
+    data_path: &Path,
 ) -> Result<Vec<HostConfig>, ConfigError> {
     let mut hosts = Vec::new();
     for section in sections.iter().cloned() {
@@ -171,6 +176,10 @@ pub(super) fn hosts(
             Some(value) => typed::existing_dirs(value, "http_files_dir")?.into_iter().next(),
             None => None,
         };
+        let file_share_dir = match options.get("http_file_share_dir") {
+            Some(value) => value.at.base_dir().join(string(value, "http_file_share_dir")?),
+            None => data_path.join("http_file_share"),
+        };
         let paths = http_paths(&options)?;
         let xmpp_server = match options.get("http_xmpp_server") {
             Some(value) => super::ConnectTarget::parse(&string(value, "http_xmpp_server")?).map_err(|message| {
@@ -188,6 +197,7 @@ pub(super) fn hosts(
             external_url,
             options,
             files_dir,
+            file_share_dir,
         });
     }
 
@@ -281,6 +291,10 @@ pub fn module_options(host: &HostConfig, declared: &[String]) -> BTreeMap<String
     // A module cannot resolve a relative path itself: it sees the granted one.
     if let (Some(value), Some(dir)) = (options.get_mut("http_files_dir"), &host.files_dir) {
         *value = serde_json::Value::String(dir.display().to_string()).to_string();
+    }
+    if declared.iter().any(|name| name == "http_file_share_dir") {
+        let dir = serde_json::Value::String(host.file_share_dir.display().to_string()).to_string();
+        options.insert("http_file_share_dir".into(), dir);
     }
     options
 }

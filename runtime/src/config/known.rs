@@ -83,6 +83,18 @@ pub const KNOWN: &[(&str, Scope)] = &[
     ("http_connect_idle_timeout", Scope::Global),
     ("http_xmpp_server", Scope::Host),
     ("http_xmpp_server_direct_tls", Scope::Host),
+    // mod_http_file_share's (those the HTTP side reads), and canto's `_dir`.
+    ("http_file_share_secret", Scope::Host),
+    ("http_file_share_size_limit", Scope::Host),
+    ("http_file_share_safe_file_types", Scope::Host),
+    ("http_file_share_expires_after", Scope::Host),
+    ("http_file_share_base_url", Scope::Host),
+    ("http_file_share_allowed_file_types", Scope::Host),
+    ("http_file_share_daily_quota", Scope::Host),
+    ("http_file_share_global_quota", Scope::Host),
+    ("http_file_share_access", Scope::Host),
+    ("http_file_share_dir", Scope::Host),
+    ("http_file_share_prune_interval", Scope::Host),
 ];
 
 /// Names in HTTP's namespaces, where an unknown name is probably a typo.

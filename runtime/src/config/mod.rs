@@ -165,7 +165,12 @@ impl Config {
         let connect = grants::connect_settings(&global)?;
         let resolver = ModuleResolver { plugin_paths: &plugin_paths, builtins };
 
-        let hosts = hosts::hosts(&global, &raw.hosts, &resolver)?;
+        // Prosody's `data_path`; canto keeps only uploads there.
+        let data_path = match global.get("data_path") {
+            Some(value) => value.at.base_dir().join(string(value, "data_path")?),
+            None => config_dir.join("data"),
+        };
+        let hosts = hosts::hosts(&global, &raw.hosts, &resolver, &data_path)?;
 
         let https_defaults =
             ServiceDefaults { port: 5281, interfaces_option: "interfaces", interfaces: &ALL_INTERFACES };

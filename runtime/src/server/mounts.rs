@@ -276,6 +276,11 @@ pub(crate) fn mounts_for(inputs: &MountInputs<'_>, host: &HostConfig) -> Vec<Mou
             None => listener_url(&host.http_host, public, &base_path),
         };
         tracing::info!(host = host.name, module = enabled.name, "Serving '{app}' at {base_url}");
+        if app == "file_share"
+            && let Err(error) = std::fs::create_dir_all(&host.file_share_dir)
+        {
+            tracing::error!(host = host.name, "cannot create {}: {error}", host.file_share_dir.display());
+        }
         let grants = config.grants_for(host, app);
         let identity = MountIdentity {
             module: module.name.clone(),

@@ -28,6 +28,7 @@ mod bosh;
 mod browser;
 mod cors;
 mod failures;
+mod file_share;
 mod files;
 mod hardening;
 mod https;

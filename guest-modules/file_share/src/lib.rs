@@ -1,0 +1,277 @@
+//! `http_file_share` (app `file_share`, at `/file_share`): the HTTP side of
+//! XEP-0363 file upload for Prosody's mod_http_file_share in external mode
+//! (`http_file_share_base_url` pointing here). Prosody hands out slots whose
+//! PUT carries `Authorization: Bearer <token>`, an HS256 JWT signed with
+//! `http_file_share_secret`; this module checks it as Prosody's own
+//! handler does, stores the upload, serves it back, and deletes it once its
+//! `expires` time passes (a scheduled run, which Prosody never asks an
+//! external service for).
+//!
+//! Slot URLs are `<base>/<slot>/<filename>`. Uploads live in
+//! `http_file_share_dir` (the host grants it to this module alone; by
+//! default `<data_path>/http_file_share`): `<slot>` holds the bytes,
+//! `<slot>.json` what the token said of them, and `<slot>~` an upload in
+//! progress, renamed into place only when whole.
+
+mod token;
+
+use std::fs::{self, File};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use canto_sdk::{Fields, IncomingRequest, Method, ResponseOutparam, StreamError, context, log};
+use http_serving::options::{option_string, option_strings};
+use http_serving::reply::{self, Reply, RequestHeaders, not_found};
+use serde::{Deserialize, Serialize};
+
+mod metadata {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "canto:http/metadata-provider",
+    });
+}
+
+mod scheduled {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "canto:http/scheduled-provider",
+    });
+}
+
+use metadata::exports::canto::http::metadata::ModuleInfo;
+
+/// Prosody's defaults (mod_http_file_share.lua).
+const DEFAULT_SIZE_LIMIT: u64 = 10 * 1024 * 1024;
+const DEFAULT_SAFE_TYPES: [&str; 4] = ["image/*", "video/*", "audio/*", "text/plain"];
+/// Bytes of an upload read at a time.
+const CHUNK: u64 = 64 * 1024;
+/// How often expired uploads are looked for.
+const PRUNE_EVERY: u32 = 3600;
+/// An upload in progress untouched this long was cut off: its part goes.
+const ABANDONED_AFTER: Duration = Duration::from_secs(3600);
+
+struct FileShare;
+
+/// What a stored upload is, from its token.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    filename: String,
+    filetype: String,
+    filesize: u64,
+    /// Unix time it may be deleted; none: kept.
+    expires: Option<f64>,
+}
+
+fn now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn store_dir() -> Option<PathBuf> {
+    option_string("http_file_share_dir").filter(|dir| !dir.is_empty()).map(PathBuf::from)
+}
+
+/// A slot id as Prosody makes them (util.id): nothing that could leave the directory.
+fn valid_slot(slot: &str) -> bool {
+    !slot.is_empty() && slot.len() <= 128 && slot.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn header(fields: &Fields, name: &str) -> Option<String> {
+    fields.get(name).first().and_then(|value| String::from_utf8(value.clone()).ok())
+}
+
+impl canto_sdk::Handler for FileShare {
+    fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        let method = request.method();
+        let path = canto_sdk::path(&request);
+        let base = context::base_path();
+        let rest = path.strip_prefix(base.trim_end_matches('/')).unwrap_or_default();
+        let slot = rest.trim_start_matches('/').split('/').next().unwrap_or_default().to_string();
+        let Some(dir) = store_dir() else {
+            log::log(log::Level::Error, "http_file_share_dir is unavailable");
+            return Reply::text(500, "The upload directory is unavailable\n").send(out, false);
+        };
+        let reply = match method {
+            Method::Put => upload(request, &dir, &slot),
+            Method::Get | Method::Head => download(&request, &dir, &slot),
+            _ => Reply::text(405, "Method not allowed\n").with("allow", "GET, HEAD, PUT".into()),
+        };
+        reply.send(out, matches!(method, Method::Head));
+    }
+}
+
+/// A PUT: the statuses Prosody's own handler gives, then the body streamed
+/// to `<slot>~` and renamed into place once whole and the right size.
+fn upload(request: IncomingRequest, dir: &Path, slot: &str) -> Reply {
+    let headers = request.headers();
+    let Some(bearer) = header(&headers, "authorization").and_then(|v| v.strip_prefix("Bearer ").map(String::from))
+    else {
+        return Reply::text(401, "Unauthorized\n").with("www-authenticate", "Bearer".into());
+    };
+    let Some(secret) = option_string("http_file_share_secret").filter(|s| !s.is_empty()) else {
+        log::log(log::Level::Error, "http_file_share_secret is not set: no upload can be checked");
+        return Reply::text(401, "Unauthorized\n");
+    };
+    let Some(upload) = token::verify(secret.as_bytes(), &bearer) else {
+        return Reply::text(401, "Unauthorized\n");
+    };
+    if upload.exp < now() {
+        return Reply::text(410, "Gone: the upload slot expired\n");
+    }
+    if upload.slot != slot || !valid_slot(slot) {
+        return Reply::text(400, "Bad request: not this token's slot\n");
+    }
+    let size_limit =
+        option_string("http_file_share_size_limit").and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_SIZE_LIMIT);
+    let declared = header(&headers, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length != upload.filesize) || upload.filesize > size_limit {
+        return Reply::text(413, "Payload too large: not the size the slot is for\n");
+    }
+    let (data, partial) = (dir.join(slot), dir.join(format!("{slot}~")));
+    if data.exists() {
+        return Reply::text(409, "Conflict: this slot holds a file already\n");
+    }
+    drop(headers);
+    match receive(request, &partial, upload.filesize) {
+        Ok(()) => {}
+        Err(status) => {
+            let _ = fs::remove_file(&partial);
+            return match status {
+                413 => Reply::text(413, "Payload too large: not the size the slot is for\n"),
+                _ => Reply::text(500, "The upload could not be stored\n"),
+            };
+        }
+    }
+    let stored = Stored {
+        filename: upload.filename,
+        filetype: upload.filetype.unwrap_or_else(|| "application/octet-stream".into()),
+        filesize: upload.filesize,
+        expires: upload.expires,
+    };
+    let written = serde_json::to_vec(&stored)
+        .map_err(|e| e.to_string())
+        .and_then(|json| fs::write(dir.join(format!("{slot}.json")), json).map_err(|e| e.to_string()))
+        .and_then(|()| fs::rename(&partial, &data).map_err(|e| e.to_string()));
+    if let Err(error) = written {
+        log::log(log::Level::Error, &format!("storing the upload for slot {slot}: {error}"));
+        let _ = fs::remove_file(&partial);
+        return Reply::text(500, "The upload could not be stored\n");
+    }
+    Reply::text(201, "Created\n")
+}
+
+/// Streams the request body into `partial`; 413 when it is not `size`
+/// bytes, 500 when it cannot be written or the client went away.
+fn receive(request: IncomingRequest, partial: &Path, size: u64) -> Result<(), u16> {
+    let body = request.consume().map_err(|()| 500u16)?;
+    let stream = body.stream().map_err(|()| 500u16)?;
+    let mut file = File::create(partial).map_err(|_| 500u16)?;
+    let mut received = 0u64;
+    loop {
+        match stream.blocking_read(CHUNK) {
+            Ok(chunk) => {
+                received += chunk.len() as u64;
+                if received > size {
+                    return Err(413);
+                }
+                file.write_all(&chunk).map_err(|_| 500u16)?;
+            }
+            Err(StreamError::Closed) => break,
+            Err(_) => return Err(500),
+        }
+    }
+    if received != size {
+        return Err(413);
+    }
+    file.sync_all().map_err(|_| 500u16)
+}
+
+/// A GET or HEAD: the stored file with its type, how to show it, and what
+/// keeps a browser from running it.
+fn download(request: &IncomingRequest, dir: &Path, slot: &str) -> Reply {
+    if !valid_slot(slot) {
+        return not_found();
+    }
+    let Some(stored) = read_stored(dir, slot) else { return not_found() };
+    if stored.expires.is_some_and(|at| at < now()) {
+        return not_found();
+    }
+    let Ok(file) = File::open(dir.join(slot)) else { return not_found() };
+    let safe_types = option_strings("http_file_share_safe_file_types")
+        .unwrap_or_else(|| DEFAULT_SAFE_TYPES.map(String::from).to_vec());
+    let family = format!("{}/*", stored.filetype.split('/').next().unwrap_or_default());
+    let inline = safe_types.iter().any(|safe| *safe == stored.filetype || *safe == family);
+    let disposition = if inline { "inline" } else { "attachment" };
+    let headers = RequestHeaders::from(&request.headers());
+    reply::serve_open_file(file, Some(stored.filetype.clone()), &headers)
+        .with("content-disposition", format!("{disposition}; filename*=UTF-8''{}", percent_encode(&stored.filename)))
+        .with("content-security-policy", "default-src 'none'; frame-ancestors 'none';".into())
+        .with("x-content-type-options", "nosniff".into())
+        .with("x-frame-options", "DENY".into())
+        .with("cache-control", "max-age=31556952, immutable".into())
+}
+
+fn read_stored(dir: &Path, slot: &str) -> Option<Stored> {
+    serde_json::from_slice(&fs::read(dir.join(format!("{slot}.json"))).ok()?).ok()
+}
+
+/// RFC 8187's `attr-char`s stay; every other byte is `%XX`.
+fn percent_encode(text: &str) -> String {
+    let keep = |b: u8| b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b);
+    text.bytes().map(|b| if keep(b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+impl scheduled::exports::canto::http::scheduled_handler::Guest for FileShare {
+    /// Deletes uploads whose `expires` passed, and parts of uploads cut off.
+    fn run() -> Result<u32, String> {
+        let dir = store_dir().ok_or("http_file_share_dir is unavailable")?;
+        let (now, mut deleted) = (now(), 0);
+        for entry in fs::read_dir(&dir).map_err(|e| format!("reading {}: {e}", dir.display()))?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(slot) = name.strip_suffix(".json") {
+                if read_stored(&dir, slot).is_some_and(|s| s.expires.is_some_and(|at| at < now)) {
+                    let _ = fs::remove_file(dir.join(slot));
+                    let _ = fs::remove_file(entry.path());
+                    deleted += 1;
+                }
+            } else if name.ends_with('~') {
+                let age = entry.metadata().and_then(|m| m.modified()).ok().and_then(|m| m.elapsed().ok());
+                if age.is_some_and(|age| age > ABANDONED_AFTER) {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+        if deleted > 0 {
+            log::log(log::Level::Info, &format!("deleted {deleted} expired uploads"));
+        }
+        let every = option_string("http_file_share_prune_interval").and_then(|v| v.parse().ok()).unwrap_or(PRUNE_EVERY);
+        Ok(every)
+    }
+}
+
+impl metadata::exports::canto::http::metadata::Guest for FileShare {
+    fn describe() -> ModuleInfo {
+        ModuleInfo {
+            default_path: Some("/file_share".into()),
+            cors: Some(metadata::exports::canto::http::metadata::CorsDefaults {
+                methods: ["GET", "OPTIONS", "PUT"].map(String::from).to_vec(),
+                headers: ["Authorization", "Content-Type"].map(String::from).to_vec(),
+                credentials: true,
+            }),
+            options: [
+                "http_file_share_dir",
+                "http_file_share_secret",
+                "http_file_share_size_limit",
+                "http_file_share_safe_file_types",
+                "http_file_share_prune_interval",
+            ]
+            .map(String::from)
+            .to_vec(),
+            serve_bare_path: false,
+        }
+    }
+}
+
+canto_sdk::export!(FileShare);
+metadata::export!(FileShare with_types_in metadata);
+scheduled::export!(FileShare with_types_in scheduled);

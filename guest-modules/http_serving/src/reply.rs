@@ -1,0 +1,251 @@
+//! A response built whole before it is sent, with a file body streamed a
+//! buffer at a time; and serving an open file with its validators,
+//! conditional requests and byte ranges.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+
+use canto_sdk::bindings::wasi::random::random::get_random_u64;
+use canto_sdk::{Fields, OutgoingResponse, OutputStream, ResponseOutparam, log};
+
+use crate::range::{self, ByteRange, Multipart, Ranges};
+use crate::validators::{self, Conditions, Outcome, Validators};
+
+/// Bytes read from a file and written out at a time.
+const CHUNK: usize = 64 * 1024;
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// An open file: validators, preconditions, then the whole file or ranges
+/// of it, as `content_type`.
+pub fn serve_open_file(file: File, content_type: Option<String>, headers: &RequestHeaders) -> Reply {
+    let found = match file.metadata() {
+        Ok(found) if found.is_file() => found,
+        Ok(_) => return forbidden(),
+        Err(error) => return refused(&error),
+    };
+    let size = found.len();
+    let current = Validators::new(size, found.modified().ok());
+    let mut common = Vec::new();
+    if let Some(etag) = &current.etag {
+        common.push(("etag", etag.clone()));
+    }
+    if let Some(last_modified) = &current.last_modified {
+        common.push(("last-modified", last_modified.clone()));
+    }
+    match validators::evaluate(&headers.conditions, &current) {
+        Outcome::Proceed => {}
+        Outcome::NotModified => return Reply { status: 304, headers: common, body: Body::None },
+        Outcome::Failed => return Reply::text(412, "Precondition failed\n").with_all(common),
+    }
+    common.push(("accept-ranges", "bytes".into()));
+
+    let ranges = match &headers.range {
+        Some(range) if headers.if_range.as_deref().is_none_or(|v| validators::if_range_holds(v, &current)) => {
+            range::parse(range, size)
+        }
+        _ => Ranges::Ignore,
+    };
+    let mut content_type = content_type;
+    let (status, parts, trailer) = match ranges {
+        Ranges::Ignore => (200, vec![Part { header: String::new(), start: 0, len: size }], String::new()),
+        Ranges::Unsatisfiable => {
+            return Reply::text(416, "Range not satisfiable\n")
+                .with_all(common)
+                .with("content-range", format!("bytes */{size}"));
+        }
+        Ranges::Serve(ranges) => match *ranges.as_slice() {
+            [one] => {
+                common.push(("content-range", range::content_range(one, size)));
+                (206, vec![Part::of(String::new(), one)], String::new())
+            }
+            _ => {
+                let boundary = format!("{:016x}{:016x}", get_random_u64(), get_random_u64());
+                let body = Multipart::new(&ranges, size, content_type.as_deref(), &boundary);
+                content_type = Some(format!("multipart/byteranges; boundary={boundary}"));
+                let parts = body.parts.into_iter().map(|(header, range)| Part::of(header, range)).collect();
+                (206, parts, body.trailer)
+            }
+        },
+    };
+    common.extend(content_type.map(|content_type| ("content-type", content_type)));
+    Reply { status, headers: common, body: Body::File { file, parts, trailer } }
+}
+
+/// The request headers that steer a file response.
+pub struct RequestHeaders {
+    pub conditions: Conditions,
+    pub range: Option<String>,
+    pub if_range: Option<String>,
+}
+
+impl From<&Fields> for RequestHeaders {
+    fn from(fields: &Fields) -> Self {
+        // Repeated fields join with commas (RFC 9110 §5.3); one that is not
+        // UTF-8 counts as absent, which errs towards a full response.
+        let get = |name: &str| {
+            let values = fields.get(name);
+            let texts: Option<Vec<&str>> = values.iter().map(|v| std::str::from_utf8(v).ok()).collect();
+            texts.filter(|t| !t.is_empty()).map(|t| t.join(", "))
+        };
+        RequestHeaders {
+            conditions: Conditions {
+                if_match: get("if-match"),
+                if_none_match: get("if-none-match"),
+                if_modified_since: get("if-modified-since"),
+                if_unmodified_since: get("if-unmodified-since"),
+            },
+            range: get("range"),
+            if_range: get("if-range"),
+        }
+    }
+}
+
+/// A response, built completely before anything is sent.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Body,
+}
+
+pub enum Body {
+    /// No body and no `Content-Length` (304).
+    None,
+    Bytes(Vec<u8>),
+    /// Ranges of an open file, each preceded by header text, then a trailer
+    /// (both empty except for `multipart/byteranges`).
+    File {
+        file: File,
+        parts: Vec<Part>,
+        trailer: String,
+    },
+}
+
+pub struct Part {
+    pub header: String,
+    pub start: u64,
+    pub len: u64,
+}
+
+impl Part {
+    pub fn of(header: String, range: ByteRange) -> Self {
+        Part { header, start: range.first, len: range.len() }
+    }
+}
+
+impl Body {
+    fn len(&self) -> Option<u64> {
+        match self {
+            Body::None => None,
+            Body::Bytes(bytes) => Some(bytes.len() as u64),
+            Body::File { parts, trailer, .. } => {
+                Some(parts.iter().map(|p| p.header.len() as u64 + p.len).sum::<u64>() + trailer.len() as u64)
+            }
+        }
+    }
+}
+
+impl Reply {
+    pub fn text(status: u16, message: &str) -> Self {
+        Reply { status, headers: vec![("content-type", TEXT.into())], body: Body::Bytes(message.into()) }
+    }
+
+    pub fn with(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    pub fn with_all(mut self, headers: Vec<(&'static str, String)>) -> Self {
+        self.headers.extend(headers);
+        self
+    }
+
+    /// Sends the reply; for HEAD, the same head without the body.
+    pub fn send(self, out: ResponseOutparam, head: bool) {
+        let Reply { status, headers, body } = self;
+        let fields = Fields::new();
+        let length = body.len().map(|len| ("content-length", len.to_string()));
+        let refused =
+            headers.iter().chain(&length).find(|(name, value)| fields.append(name, value.as_bytes()).is_err());
+        if let Some((name, value)) = refused {
+            // Only a header value taken from the request (Location) can be refused.
+            log::log(log::Level::Warn, &format!("refused response header {name}: {value:?}"));
+            return Reply::text(500, "Internal server error\n").send(out, head);
+        }
+        let response = OutgoingResponse::new(fields);
+        let _ = response.set_status_code(status);
+        let Ok(outgoing) = response.body() else { return };
+        ResponseOutparam::set(out, Ok(response));
+        let Ok(stream) = outgoing.write() else { return };
+        if head {
+            return canto_sdk::finish(outgoing, stream);
+        }
+        match write_body(body, &stream) {
+            Ok(()) => canto_sdk::finish(outgoing, stream),
+            Err(error) => {
+                // The head is out; all that is left is to cut the body short,
+                // which dropping it unfinished does.
+                log::log(log::Level::Debug, &format!("response body cut short: {error}"));
+            }
+        }
+    }
+}
+
+fn write_body(body: Body, stream: &OutputStream) -> io::Result<()> {
+    match body {
+        Body::None => Ok(()),
+        Body::Bytes(bytes) => write_out(stream, &bytes),
+        Body::File { mut file, parts, trailer } => {
+            // Small files are the common case: a buffer of their size keeps
+            // the memory a request dirties (and the instance reset) small.
+            let largest = parts.iter().map(|part| part.len).max().unwrap_or(0);
+            let mut buffer = vec![0; usize::try_from(largest).map_or(CHUNK, |len| len.clamp(1, CHUNK))];
+            for part in parts {
+                write_out(stream, part.header.as_bytes())?;
+                copy_range(&mut file, part.start, part.len, stream, &mut buffer)?;
+            }
+            write_out(stream, trailer.as_bytes())
+        }
+    }
+}
+
+/// Streams `len` bytes of `file` from `start`, a buffer at a time.
+fn copy_range(file: &mut File, start: u64, len: u64, stream: &OutputStream, buffer: &mut [u8]) -> io::Result<()> {
+    file.seek(SeekFrom::Start(start))?;
+    let mut left = len;
+    while left > 0 {
+        let want = buffer.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let read = match file.read(&mut buffer[..want]) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file shrank while being sent")),
+            Ok(read) => read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        write_out(stream, &buffer[..read])?;
+        left -= read as u64;
+    }
+    Ok(())
+}
+
+/// Writes all of `bytes`. The SDK's `write_all` asks the host how much it
+/// takes (wasmtime: up to 1 MiB) and writes that in one call, so a chunk
+/// costs one `check-write` and one `write` unless the client is slow.
+fn write_out(stream: &OutputStream, bytes: &[u8]) -> io::Result<()> {
+    canto_sdk::write_all(stream, bytes).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
+}
+
+pub fn not_found() -> Reply {
+    Reply::text(404, "Not found\n")
+}
+
+pub fn forbidden() -> Reply {
+    Reply::text(403, "Forbidden\n")
+}
+
+/// The answer for a path that could not be opened: 404 if it does not
+/// exist, 403 otherwise (no permission, or a symlink out of the sandbox).
+pub fn refused(error: &io::Error) -> Reply {
+    match error.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory | io::ErrorKind::InvalidFilename => not_found(),
+        _ => forbidden(),
+    }
+}

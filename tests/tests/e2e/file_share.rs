@@ -1,0 +1,209 @@
+//! XEP-0363's HTTP side as the built-in `http_file_share`: slots handed out
+//! by a real Prosody (mod_http_file_share in external mode, pointing at
+//! canto), uploads checked as Prosody's own handler checks them, served
+//! back with the headers that keep a browser safe, and deleted once they
+//! expire by the module's scheduled run.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use canto_tests::{XmppServer, node_client};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::*;
+
+const SECRET: &str = "s3cret-for-tests";
+
+fn site(host: &str, dir: &std::path::Path, extra: &str) -> String {
+    format!(
+        "http_file_share_secret = \"{SECRET}\"\nhttp_file_share_dir = \"{}\"\n{extra}\nVirtualHost \"{host}\"\n    modules_enabled = {{ \"http_file_share\" }}\n",
+        dir.display()
+    )
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// A token as Prosody's `get_authz` signs one.
+fn token(slot: &str, filename: &str, filesize: u64, exp: u64, expires: Option<u64>) -> String {
+    let mut claims = serde_json::json!({
+        "sub": "alice@example.test", "iat": unix_now(), "exp": exp, "slot": slot,
+        "filename": filename, "filesize": filesize,
+        "filetype": if filename.ends_with(".html") { "text/html" } else { "text/plain" },
+    });
+    if let Some(expires) = expires {
+        claims["expires"] = expires.into();
+    }
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(format!("{header}.{payload}").as_bytes());
+    format!("{header}.{payload}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+}
+
+async fn put(
+    server: &TestServer,
+    host: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: &'static [u8],
+) -> reqwest::Response {
+    let mut request = server.client(&[host]).put(server.url(host, path)).body(body);
+    if let Some(bearer) = bearer {
+        request = request.header("authorization", format!("Bearer {bearer}"));
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_from_prosody_uploads_and_downloads_through_canto() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&site("share.test", dir.path(), "http_default_host = \"share.test\"")).await;
+    let base = format!("http://127.0.0.1:{}/file_share", server.addr.port());
+    let component = format!(
+        "Component \"upload.xmpp-share.test\" \"http_file_share\"\n    http_file_share_base_url = \"{base}\"\n    http_file_share_secret = \"{SECRET}\"\n"
+    );
+    let xmpp = XmppServer::start_with("xmpp-share.test", &component).await;
+    let ws = format!("ws://{}/xmpp-websocket", xmpp.http);
+    let seen = node_client(
+        "file_share.mjs",
+        &[&ws, "xmpp-share.test", "upload.xmpp-share.test", "résumé 1.txt", "hello, upload ✓"],
+    )
+    .await;
+    assert_eq!(seen["errors"], serde_json::json!([]), "{seen}");
+    assert!(seen["put_url"].as_str().is_some_and(|url| url.starts_with(&base)), "{seen}");
+    assert_eq!(seen["put_status"], 201, "{seen}");
+    assert_eq!(seen["put_again_status"], 409, "the slot holds the file now: {seen}");
+    assert_eq!(seen["get_status"], 200, "{seen}");
+    assert_eq!(seen["get_body"], "hello, upload ✓", "{seen}");
+    let headers = &seen["get_headers"];
+    assert_eq!(headers["content-type"], "text/plain", "{seen}");
+    assert_eq!(headers["content-disposition"], "inline; filename*=UTF-8''r%C3%A9sum%C3%A9%201.txt", "{seen}");
+    assert_eq!(headers["x-content-type-options"], "nosniff", "{seen}");
+    assert!(headers["content-security-policy"].as_str().is_some_and(|csp| csp.contains("default-src 'none'")));
+    assert!(headers["cache-control"].as_str().is_some_and(|cc| cc.contains("immutable")));
+    assert!(headers["etag"].is_string(), "{seen}");
+    // Stored where Prosody stores them, granted to the module alone.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "the file and what its token said");
+}
+
+/// The statuses Prosody's own handler gives, in its order of checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_are_checked_as_prosodys_handler_checks_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&site("checks.share.test", dir.path(), "")).await;
+    let host = "checks.share.test";
+    let later = unix_now() + 300;
+    let missing = put(&server, host, "/file_share/s1/a.txt", None, b"hello").await;
+    assert_eq!(missing.status(), 401);
+    assert_eq!(missing.headers()["www-authenticate"], "Bearer");
+    let forged = token("s1", "a.txt", 5, later, None).replace('.', ".x");
+    assert_eq!(put(&server, host, "/file_share/s1/a.txt", Some(&forged), b"hello").await.status(), 401);
+    let expired = token("s1", "a.txt", 5, unix_now() - 10, None);
+    assert_eq!(put(&server, host, "/file_share/s1/a.txt", Some(&expired), b"hello").await.status(), 410);
+    let good = token("s1", "a.txt", 5, later, None);
+    assert_eq!(put(&server, host, "/file_share/s2/a.txt", Some(&good), b"hello").await.status(), 400);
+    assert_eq!(put(&server, host, "/file_share/s1/a.txt", Some(&good), b"hello!").await.status(), 413);
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "a refused upload leaves nothing");
+    assert_eq!(put(&server, host, "/file_share/s1/a.txt", Some(&good), b"hello").await.status(), 201);
+    assert_eq!(put(&server, host, "/file_share/s1/a.txt", Some(&good), b"hello").await.status(), 409);
+
+    // `Expect: 100-continue`: a refused upload is refused before its body
+    // is sent, an accepted one is asked for it.
+    let ahead = |bearer: &str, slot: &str| {
+        format!(
+            "PUT /file_share/{slot}/b.bin HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {bearer}\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"
+        )
+    };
+    let mut refused = TcpStream::connect(server.addr).await.unwrap();
+    refused.write_all(ahead("nonsense", "s3").as_bytes()).await.unwrap();
+    let mut head = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), refused.read(&mut head)).await.unwrap().unwrap();
+    assert!(
+        String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 401 "),
+        "{}",
+        String::from_utf8_lossy(&head[..n])
+    );
+    let mut accepted = TcpStream::connect(server.addr).await.unwrap();
+    accepted.write_all(ahead(&token("s3", "b.bin", 3, later, None), "s3").as_bytes()).await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(10), accepted.read(&mut head)).await.unwrap().unwrap();
+    assert!(
+        String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 100 Continue"),
+        "{}",
+        String::from_utf8_lossy(&head[..n])
+    );
+    accepted.write_all(b"abc").await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(10), accepted.read(&mut head)).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&head[..n]).contains("201 "), "{}", String::from_utf8_lossy(&head[..n]));
+
+    // An upload cut off halfway leaves no file, and the slot usable.
+    let mut cut = TcpStream::connect(server.addr).await.unwrap();
+    let half = token("s4", "c.txt", 10, later, None);
+    let request = format!(
+        "PUT /file_share/s4/c.txt HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {half}\r\nContent-Length: 10\r\n\r\nhalf"
+    );
+    cut.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(cut);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!dir.path().join("s4").exists());
+    assert_eq!(put(&server, host, "/file_share/s4/c.txt", Some(&half), b"0123456789").await.status(), 201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_have_ranges_validators_and_a_safe_disposition() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&site("get.share.test", dir.path(), "")).await;
+    let host = "get.share.test";
+    let later = unix_now() + 300;
+    assert_eq!(
+        put(&server, host, "/file_share/r1/x.txt", Some(&token("r1", "x.txt", 10, later, None)), b"0123456789")
+            .await
+            .status(),
+        201
+    );
+    let client = server.client(&[host]);
+    let url = server.url(host, "/file_share/r1/x.txt");
+    let whole = client.get(&url).send().await.unwrap();
+    let etag = whole.headers()["etag"].to_str().unwrap().to_string();
+    assert_eq!(whole.headers()["accept-ranges"], "bytes");
+    let range = client.get(&url).header("range", "bytes=2-").send().await.unwrap();
+    assert_eq!(range.status(), 206);
+    // Prosody says `bytes 2-10/10`, one past the end.
+    assert_eq!(range.headers()["content-range"], "bytes 2-9/10");
+    assert_eq!(range.text().await.unwrap(), "23456789");
+    let cached = client.get(&url).header("if-none-match", &etag).send().await.unwrap();
+    assert_eq!(cached.status(), 304);
+    let head = client.head(&url).send().await.unwrap();
+    assert_eq!((head.status().as_u16(), head.headers()["content-length"].to_str().unwrap()), (200, "10"));
+    assert_eq!(client.get(server.url(host, "/file_share/nope/x.txt")).send().await.unwrap().status(), 404);
+    // Not a safe type: an attachment, never shown inline.
+    let html = token("h1", "page.html", 4, later, None);
+    assert_eq!(put(&server, host, "/file_share/h1/page.html", Some(&html), b"<b/>").await.status(), 201);
+    let page = server.get(host, "/file_share/h1/page.html").await;
+    assert_eq!(page.headers()["content-type"], "text/html");
+    assert_eq!(page.headers()["content-disposition"], "attachment; filename*=UTF-8''page.html");
+}
+
+/// Files whose `expires` passed are deleted by the module's scheduled run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_uploads_are_deleted_by_the_scheduled_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&site("expiry.share.test", dir.path(), "http_file_share_prune_interval = 1")).await;
+    let host = "expiry.share.test";
+    let later = unix_now() + 300;
+    let soon = token("e1", "gone.txt", 4, later, Some(unix_now() + 1));
+    let kept = token("e2", "kept.txt", 4, later, None);
+    assert_eq!(put(&server, host, "/file_share/e1/gone.txt", Some(&soon), b"gone").await.status(), 201);
+    assert_eq!(put(&server, host, "/file_share/e2/kept.txt", Some(&kept), b"kept").await.status(), 201);
+    let started = std::time::Instant::now();
+    while dir.path().join("e1").exists() {
+        assert!(started.elapsed() < Duration::from_secs(15), "the expired upload was not deleted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!dir.path().join("e1.json").exists());
+    assert_eq!(server.get(host, "/file_share/e1/gone.txt").await.status(), 404);
+    assert_eq!(server.get(host, "/file_share/e2/kept.txt").await.text().await.unwrap(), "kept");
+    wait_for_log(&["deleted 1 expired uploads", "vhost=expiry.share.test"]).await;
+}
