@@ -230,8 +230,9 @@ impl scheduled::exports::canto::http::scheduled_handler::Guest for FileShare {
             let name = entry.file_name().to_string_lossy().into_owned();
             if let Some(slot) = name.strip_suffix(".json") {
                 if read_stored(&dir, slot).is_some_and(|s| s.expires.is_some_and(|at| at < now)) {
-                    let _ = fs::remove_file(dir.join(slot));
+                    // What the token said goes first: the slot is unknown from then on.
                     let _ = fs::remove_file(entry.path());
+                    let _ = fs::remove_file(dir.join(slot));
                     deleted += 1;
                 }
             } else if name.ends_with('~') {
