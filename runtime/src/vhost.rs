@@ -43,12 +43,12 @@ impl HostTable {
         known
     }
 
-    /// The site named `http_host`, if there is one.
     /// Every mount of every site.
     pub fn mounts(&self) -> impl Iterator<Item = &crate::routing::Mount> {
         self.by_name.values().flat_map(Site::mounts)
     }
 
+    /// The site named `http_host`, if there is one.
     pub fn site(&self, http_host: &str) -> Option<&Site> {
         self.by_name.get(&normalize(http_host))
     }

@@ -9,9 +9,9 @@
 //!
 //! Slot URLs are `<base>/<slot>/<filename>`. Uploads live in
 //! `http_file_share_dir` (the host grants it to this module alone; by
-//! default `<data_path>/http_file_share`): `<slot>` holds the bytes,
-//! `<slot>.json` what the token said of them, and `<slot>~` an upload in
-//! progress, renamed into place only when whole.
+//! default `<data_path>/<host>/http_file_share`): `<slot>` holds the
+//! bytes, `<slot>.json` what the token said of them, and `<slot>~<n>` an
+//! upload in progress, linked into place only when whole.
 
 mod token;
 
@@ -20,6 +20,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use canto_sdk::bindings::wasi::random::random::get_random_u64;
 use canto_sdk::{Fields, IncomingRequest, Method, ResponseOutparam, StreamError, context, log};
 use http_serving::options::{option_string, option_strings};
 use http_serving::reply::{self, Reply, RequestHeaders, not_found};
@@ -93,97 +94,163 @@ impl canto_sdk::Handler for FileShare {
         };
         let reply = match method {
             Method::Put => upload(request, &dir, &slot),
-            Method::Get | Method::Head => download(&request, &dir, &slot),
-            _ => Reply::text(405, "Method not allowed\n").with("allow", "GET, HEAD, PUT".into()),
+            Method::Get | Method::Head => Some(download(&request, &dir, &slot)),
+            _ => Some(Reply::text(405, "Method not allowed\n").with("allow", "GET, HEAD, PUT".into())),
         };
-        reply.send(out, matches!(method, Method::Head));
+        match reply {
+            Some(reply) => reply.send(out, matches!(method, Method::Head)),
+            // The body was cut off by the server (too large, too slow) or
+            // the client: its answer (413, 408) is the server's to give.
+            None => drop(out),
+        }
     }
 }
 
 /// A PUT: the statuses Prosody's own handler gives, then the body streamed
-/// to `<slot>~` and renamed into place once whole and the right size.
-fn upload(request: IncomingRequest, dir: &Path, slot: &str) -> Reply {
+/// to a part file of its own and put in place only once whole and the
+/// right size; `None` when the body was cut off.
+fn upload(request: IncomingRequest, dir: &Path, slot: &str) -> Option<Reply> {
     let headers = request.headers();
     let Some(bearer) = header(&headers, "authorization").and_then(|v| v.strip_prefix("Bearer ").map(String::from))
     else {
-        return Reply::text(401, "Unauthorized\n").with("www-authenticate", "Bearer".into());
+        return Some(Reply::text(401, "Unauthorized\n").with("www-authenticate", "Bearer".into()));
     };
     let Some(secret) = option_string("http_file_share_secret").filter(|s| !s.is_empty()) else {
         log::log(log::Level::Error, "http_file_share_secret is not set: no upload can be checked");
-        return Reply::text(401, "Unauthorized\n");
+        return Some(Reply::text(401, "Unauthorized\n"));
     };
     let Some(upload) = token::verify(secret.as_bytes(), &bearer) else {
-        return Reply::text(401, "Unauthorized\n");
+        return Some(Reply::text(401, "Unauthorized\n"));
     };
     if upload.exp < now() {
-        return Reply::text(410, "Gone: the upload slot expired\n");
+        return Some(Reply::text(410, "Gone: the upload slot expired\n"));
     }
     if upload.slot != slot || !valid_slot(slot) {
-        return Reply::text(400, "Bad request: not this token's slot\n");
+        return Some(Reply::text(400, "Bad request: not this token's slot\n"));
     }
-    let size_limit =
-        option_string("http_file_share_size_limit").and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_SIZE_LIMIT);
+    let size_limit = number_option("http_file_share_size_limit").unwrap_or(DEFAULT_SIZE_LIMIT);
     let declared = header(&headers, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|length| length != upload.filesize) || upload.filesize > size_limit {
-        return Reply::text(413, "Payload too large: not the size the slot is for\n");
+        return Some(too_large());
     }
-    let (data, partial) = (dir.join(slot), dir.join(format!("{slot}~")));
+    let data = dir.join(slot);
     if data.exists() {
-        return Reply::text(409, "Conflict: this slot holds a file already\n");
+        return Some(conflict());
     }
     drop(headers);
-    match receive(request, &partial, upload.filesize) {
-        Ok(()) => {}
-        Err(status) => {
-            let _ = fs::remove_file(&partial);
-            return match status {
-                413 => Reply::text(413, "Payload too large: not the size the slot is for\n"),
-                _ => Reply::text(500, "The upload could not be stored\n"),
-            };
-        }
-    }
+    // Each upload writes its own part, so a retry racing a stalled attempt
+    // never shares (or deletes) its file.
+    let partial = dir.join(format!("{slot}~{:016x}", get_random_u64()));
+    let received = receive(request, &partial, upload.filesize);
     let stored = Stored {
         filename: upload.filename,
-        filetype: upload.filetype.unwrap_or_else(|| "application/octet-stream".into()),
+        filetype: upload.filetype.filter(|t| is_media_type(t)).unwrap_or_else(|| "application/octet-stream".into()),
         filesize: upload.filesize,
         expires: upload.expires,
     };
-    let written = serde_json::to_vec(&stored)
-        .map_err(|e| e.to_string())
-        .and_then(|json| fs::write(dir.join(format!("{slot}.json")), json).map_err(|e| e.to_string()))
-        .and_then(|()| fs::rename(&partial, &data).map_err(|e| e.to_string()));
-    if let Err(error) = written {
-        log::log(log::Level::Error, &format!("storing the upload for slot {slot}: {error}"));
-        let _ = fs::remove_file(&partial);
-        return Reply::text(500, "The upload could not be stored\n");
-    }
-    Reply::text(201, "Created\n")
+    let reply = match received {
+        Received::Whole => publish(dir, slot, &partial, &stored),
+        Received::WrongSize => Some(too_large()),
+        Received::Cut => None,
+        Received::Failed(error) => {
+            log::log(log::Level::Error, &format!("storing the upload for slot {slot}: {error}"));
+            Some(Reply::text(500, "The upload could not be stored\n"))
+        }
+    };
+    let _ = fs::remove_file(&partial);
+    reply
 }
 
-/// Streams the request body into `partial`; 413 when it is not `size`
-/// bytes, 500 when it cannot be written or the client went away.
-fn receive(request: IncomingRequest, partial: &Path, size: u64) -> Result<(), u16> {
-    let body = request.consume().map_err(|()| 500u16)?;
-    let stream = body.stream().map_err(|()| 500u16)?;
-    let mut file = File::create(partial).map_err(|_| 500u16)?;
+fn too_large() -> Reply {
+    Reply::text(413, "Payload too large: not the size the slot is for\n")
+}
+
+fn conflict() -> Reply {
+    Reply::text(409, "Conflict: this slot holds a file already\n")
+}
+
+/// Puts a whole upload in place: what its token said first, then the bytes,
+/// linked (never renamed over) so the first of two racing uploads wins.
+fn publish(dir: &Path, slot: &str, partial: &Path, stored: &Stored) -> Option<Reply> {
+    let written = serde_json::to_vec(stored)
+        .map_err(|e| e.to_string())
+        .and_then(|json| fs::write(dir.join(format!("{slot}.json")), json).map_err(|e| e.to_string()));
+    let linked = written.and_then(|()| match fs::hard_link(partial, dir.join(slot)) {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(error) => Err(error.to_string()),
+    });
+    Some(match linked {
+        Ok(true) => Reply::text(201, "Created\n"),
+        Ok(false) => conflict(),
+        Err(error) => {
+            log::log(log::Level::Error, &format!("storing the upload for slot {slot}: {error}"));
+            Reply::text(500, "The upload could not be stored\n")
+        }
+    })
+}
+
+/// How reading an upload's body ended.
+enum Received {
+    Whole,
+    /// Fewer or more bytes than the slot is for.
+    WrongSize,
+    /// The server or the client cut the body off.
+    Cut,
+    Failed(String),
+}
+
+/// Streams the request body into `partial`, expecting `size` bytes.
+fn receive(request: IncomingRequest, partial: &Path, size: u64) -> Received {
+    let Ok(body) = request.consume() else { return Received::Failed("the body was taken".into()) };
+    let Ok(stream) = body.stream() else { return Received::Failed("the body has no stream".into()) };
+    let mut file = match File::options().write(true).create_new(true).open(partial) {
+        Ok(file) => file,
+        Err(error) => return Received::Failed(format!("creating {}: {error}", partial.display())),
+    };
     let mut received = 0u64;
     loop {
         match stream.blocking_read(CHUNK) {
             Ok(chunk) => {
                 received += chunk.len() as u64;
                 if received > size {
-                    return Err(413);
+                    return Received::WrongSize;
                 }
-                file.write_all(&chunk).map_err(|_| 500u16)?;
+                if let Err(error) = file.write_all(&chunk) {
+                    return Received::Failed(error.to_string());
+                }
             }
             Err(StreamError::Closed) => break,
-            Err(_) => return Err(500),
+            Err(_) => return Received::Cut,
         }
     }
     if received != size {
-        return Err(413);
+        return Received::WrongSize;
     }
-    file.sync_all().map_err(|_| 500u16)
+    match file.sync_all() {
+        Ok(()) => Received::Whole,
+        Err(error) => Received::Failed(error.to_string()),
+    }
+}
+
+/// `type/subtype` of token characters (RFC 9110 §8.3.1), maybe with
+/// parameters: anything else is served as `application/octet-stream`.
+fn is_media_type(text: &str) -> bool {
+    let token =
+        |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b));
+    let essence = text.split(';').next().unwrap_or_default().trim();
+    let printable = text.bytes().all(|b| (0x20..0x7f).contains(&b));
+    printable && essence.split_once('/').is_some_and(|(kind, sub)| token(kind) && token(sub))
+}
+
+/// A whole-number option; a float Lua wrote as `1e7` or `10485760.0` counts.
+fn number_option(name: &str) -> Option<u64> {
+    let text = option_string(name)?;
+    let number = text.trim().parse::<f64>().ok().filter(|n| *n >= 0.0 && n.fract() == 0.0);
+    if number.is_none() {
+        log::log(log::Level::Warn, &format!("option {name} should be a whole number, not {text}"));
+    }
+    number.map(|n| n as u64)
 }
 
 /// A GET or HEAD: the stored file with its type, how to show it, and what
@@ -199,8 +266,8 @@ fn download(request: &IncomingRequest, dir: &Path, slot: &str) -> Reply {
     let Ok(file) = File::open(dir.join(slot)) else { return not_found() };
     let safe_types = option_strings("http_file_share_safe_file_types")
         .unwrap_or_else(|| DEFAULT_SAFE_TYPES.map(String::from).to_vec());
-    let family = format!("{}/*", stored.filetype.split('/').next().unwrap_or_default());
-    let inline = safe_types.iter().any(|safe| *safe == stored.filetype || *safe == family);
+    let family = stored.filetype.split_once('/').map(|(kind, _)| format!("{kind}/*"));
+    let inline = safe_types.iter().any(|safe| *safe == stored.filetype || Some(safe) == family.as_ref());
     let disposition = if inline { "inline" } else { "attachment" };
     let headers = RequestHeaders::from(&request.headers());
     reply::serve_open_file(file, Some(stored.filetype.clone()), &headers)
@@ -235,7 +302,7 @@ impl scheduled::exports::canto::http::scheduled_handler::Guest for FileShare {
                     let _ = fs::remove_file(dir.join(slot));
                     deleted += 1;
                 }
-            } else if name.ends_with('~') {
+            } else if name.contains('~') {
                 let age = entry.metadata().and_then(|m| m.modified()).ok().and_then(|m| m.elapsed().ok());
                 if age.is_some_and(|age| age > ABANDONED_AFTER) {
                     let _ = fs::remove_file(entry.path());
@@ -245,7 +312,8 @@ impl scheduled::exports::canto::http::scheduled_handler::Guest for FileShare {
         if deleted > 0 {
             log::log(log::Level::Info, &format!("deleted {deleted} expired uploads"));
         }
-        let every = option_string("http_file_share_prune_interval").and_then(|v| v.parse().ok()).unwrap_or(PRUNE_EVERY);
+        let every =
+            number_option("http_file_share_prune_interval").map_or(PRUNE_EVERY, |n| n.min(u64::from(u32::MAX)) as u32);
         Ok(every)
     }
 }

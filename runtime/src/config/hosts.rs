@@ -28,8 +28,8 @@ pub struct HostConfig {
     /// module is granted it read-only and told this absolute path.
     pub files_dir: Option<PathBuf>,
     /// Where the file-share module keeps uploads: `http_file_share_dir`,
-    /// else `<data_path>/http_file_share` (as Prosody stores them). Created
-    /// when the module is mounted, and granted to it alone.
+    /// else `<data_path>/<host, encoded>/http_file_share` (as Prosody stores
+    /// them). Created when the module is mounted, and granted to it alone.
     pub file_share_dir: PathBuf,
     /// `http_paths`: app name → base path, the host's over the global ones.
     pub paths: BTreeMap<String, String>,
@@ -178,7 +178,7 @@ pub(super) fn hosts(
         };
         let file_share_dir = match options.get("http_file_share_dir") {
             Some(value) => value.at.base_dir().join(string(value, "http_file_share_dir")?),
-            None => data_path.join("http_file_share"),
+            None => data_path.join(prosody_store_name(&section.name)).join("http_file_share"),
         };
         let paths = http_paths(&options)?;
         let xmpp_server = match options.get("http_xmpp_server") {
@@ -280,6 +280,14 @@ impl ModuleResolver<'_> {
         }
         Ok(None)
     }
+}
+
+/// A host's directory name under `data_path`, encoded as Prosody's
+/// datamanager does: every byte but ASCII letters and digits as `%xx`.
+fn prosody_store_name(host: &str) -> String {
+    host.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02x}") })
+        .collect()
 }
 
 /// Declared module options as JSON, keyed by name, for one host.

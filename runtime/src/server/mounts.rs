@@ -188,6 +188,13 @@ pub(crate) fn build_state(
     slots: &InstanceSlots,
     lasting: &Lasting,
 ) -> ServerState {
+    // The file-share module's uploads directory exists before it serves
+    // (here, not in `host_table`, which `canto check config` runs too).
+    for host in config.hosts.iter().filter(|host| host.modules.iter().any(|m| m.name == "http_file_share")) {
+        if let Err(error) = std::fs::create_dir_all(&host.file_share_dir) {
+            tracing::error!(host = host.name, "cannot create {}: {error}", host.file_share_dir.display());
+        }
+    }
     let inputs = MountInputs { config, loaded, public, idle: &slots.idle, lasting };
     let (hosts, warnings) = host_table(&inputs);
     for warning in warnings {
@@ -276,11 +283,6 @@ pub(crate) fn mounts_for(inputs: &MountInputs<'_>, host: &HostConfig) -> Vec<Mou
             None => listener_url(&host.http_host, public, &base_path),
         };
         tracing::info!(host = host.name, module = enabled.name, "Serving '{app}' at {base_url}");
-        if app == "file_share"
-            && let Err(error) = std::fs::create_dir_all(&host.file_share_dir)
-        {
-            tracing::error!(host = host.name, "cannot create {}: {error}", host.file_share_dir.display());
-        }
         let grants = config.grants_for(host, app);
         let identity = MountIdentity {
             module: module.name.clone(),

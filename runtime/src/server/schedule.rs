@@ -29,9 +29,10 @@ const LONGEST_WAIT: u64 = 86_400;
 type Key = (Arc<str>, Arc<str>);
 
 /// Every running schedule, across reloads.
-#[derive(Default)]
 pub(crate) struct Schedules {
-    tasks: Mutex<HashMap<Key, JoinHandle<()>>>,
+    /// `None` once the server is stopping: nothing is scheduled again (a
+    /// reload finishing during shutdown must not start anything).
+    tasks: Mutex<Option<HashMap<Key, JoinHandle<()>>>>,
 }
 
 impl Schedules {
@@ -46,7 +47,8 @@ impl Schedules {
             .filter(|mount| mount.module.scheduled.is_some())
             .map(|mount| (Arc::clone(&mount.host), Arc::clone(&mount.module.name)))
             .collect();
-        let Ok(mut tasks) = self.tasks.lock() else { return };
+        let Ok(mut guard) = self.tasks.lock() else { return };
+        let Some(tasks) = guard.as_mut() else { return };
         tasks.retain(|key, task| {
             let keep = wanted.contains(key) && !task.is_finished();
             if !keep {
@@ -65,10 +67,22 @@ impl Schedules {
     /// Stops every schedule (the server is stopping).
     pub fn stop_all(&self) {
         if let Ok(mut tasks) = self.tasks.lock() {
-            for (_, task) in tasks.drain() {
+            for (_, task) in tasks.take().into_iter().flatten() {
                 task.abort();
             }
         }
+    }
+}
+
+impl Default for Schedules {
+    fn default() -> Self {
+        Self { tasks: Mutex::new(Some(HashMap::new())) }
+    }
+}
+
+impl Drop for Schedules {
+    fn drop(&mut self) {
+        self.stop_all();
     }
 }
 

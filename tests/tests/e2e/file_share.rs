@@ -251,3 +251,21 @@ async fn a_gigabyte_streams_through_a_module_with_16_mib() {
     }
     assert_eq!(received, SIZE);
 }
+
+/// With no `http_file_share_dir`, uploads go where Prosody keeps them: under
+/// `data_path`, in a directory per host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_go_under_data_path_in_a_directory_per_host() {
+    let data = tempfile::tempdir().unwrap();
+    let config = format!(
+        "http_file_share_secret = \"{SECRET}\"\ndata_path = \"{}\"\nVirtualHost \"one.share.test\"\n    modules_enabled = {{ \"http_file_share\" }}\nVirtualHost \"two.share.test\"\n    modules_enabled = {{ \"http_file_share\" }}\n",
+        data.path().display()
+    );
+    let server = TestServer::start(&config).await;
+    let bearer = token("p1", "a.txt", 3, unix_now() + 300, None);
+    assert_eq!(put(&server, "one.share.test", "/file_share/p1/a.txt", Some(&bearer), b"one").await.status(), 201);
+    let stored = data.path().join("one%2eshare%2etest/http_file_share/p1");
+    assert_eq!(std::fs::read(&stored).unwrap(), b"one");
+    // Another host has its own directory: the slot is unknown there.
+    assert_eq!(server.get("two.share.test", "/file_share/p1/a.txt").await.status(), 404);
+}
