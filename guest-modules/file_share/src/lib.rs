@@ -13,6 +13,7 @@
 //! bytes, `<slot>.json` what the token said of them, and `<slot>~<n>` an
 //! upload in progress, linked into place only when whole.
 
+mod external;
 mod token;
 
 use std::fs::{self, File};
@@ -93,7 +94,7 @@ impl canto_sdk::Handler for FileShare {
             return Reply::text(500, "The upload directory is unavailable\n").send(out, false);
         };
         let reply = match method {
-            Method::Put => upload(request, &dir, &slot),
+            Method::Put => upload(request, &dir, &slot, rest),
             Method::Get | Method::Head => Some(download(&request, &dir, &slot)),
             _ => Some(Reply::text(405, "Method not allowed\n").with("allow", "GET, HEAD, PUT".into())),
         };
@@ -109,18 +110,16 @@ impl canto_sdk::Handler for FileShare {
 /// A PUT: the statuses Prosody's own handler gives, then the body streamed
 /// to a part file of its own and put in place only once whole and the
 /// right size; `None` when the body was cut off.
-fn upload(request: IncomingRequest, dir: &Path, slot: &str) -> Option<Reply> {
+fn upload(request: IncomingRequest, dir: &Path, slot: &str, rest: &str) -> Option<Reply> {
     let headers = request.headers();
-    let Some(bearer) = header(&headers, "authorization").and_then(|v| v.strip_prefix("Bearer ").map(String::from))
-    else {
-        return Some(Reply::text(401, "Unauthorized\n").with("www-authenticate", "Bearer".into()));
+    let query = request.path_with_query().and_then(|p| p.split_once('?').map(|(_, q)| q.to_string()));
+    let granted = match query.as_deref().and_then(external::signed) {
+        Some(signed) => upload_external(&headers, &signed, rest),
+        None => upload_with_token(&headers),
     };
-    let Some(secret) = option_string("http_file_share_secret").filter(|s| !s.is_empty()) else {
-        log::log(log::Level::Error, "http_file_share_secret is not set: no upload can be checked");
-        return Some(Reply::text(401, "Unauthorized\n"));
-    };
-    let Some(upload) = token::verify(secret.as_bytes(), &bearer) else {
-        return Some(Reply::text(401, "Unauthorized\n"));
+    let upload = match granted {
+        Ok(upload) => upload,
+        Err(refused) => return Some(refused),
     };
     if upload.exp < now() {
         return Some(Reply::text(410, "Gone: the upload slot expired\n"));
@@ -159,6 +158,48 @@ fn upload(request: IncomingRequest, dir: &Path, slot: &str) -> Option<Reply> {
     };
     let _ = fs::remove_file(&partial);
     reply
+}
+
+/// Prosody's own protocol: a bearer token.
+fn upload_with_token(headers: &Fields) -> Result<token::Upload, Reply> {
+    let Some(bearer) = header(headers, "authorization").and_then(|v| v.strip_prefix("Bearer ").map(String::from))
+    else {
+        return Err(Reply::text(401, "Unauthorized\n").with("www-authenticate", "Bearer".into()));
+    };
+    let Some(secret) = option_string("http_file_share_secret").filter(|s| !s.is_empty()) else {
+        log::log(log::Level::Error, "http_file_share_secret is not set: no upload can be checked");
+        return Err(Reply::text(401, "Unauthorized\n"));
+    };
+    token::verify(secret.as_bytes(), &bearer).ok_or_else(|| Reply::text(401, "Unauthorized\n"))
+}
+
+/// mod_http_upload_external's: a MAC in the URL over the path, the length
+/// and (v2) the type; 403 when it does not hold, as prosody-filer answers.
+fn upload_external(headers: &Fields, signed: &external::Signed, rest: &str) -> Result<token::Upload, Reply> {
+    let forbidden = || Reply::text(403, "Forbidden\n");
+    let Some(secret) = option_string("http_upload_external_secret").filter(|s| !s.is_empty()) else {
+        log::log(
+            log::Level::Warn,
+            "an upload signed for mod_http_upload_external, but http_upload_external_secret is not set",
+        );
+        return Err(forbidden());
+    };
+    let wanted = if option_string("http_upload_external_protocol").as_deref() == Some("v2") { "v2" } else { "v" };
+    let path = external::percent_decode(rest.trim_start_matches('/')).ok_or_else(forbidden)?;
+    let (slot, filename) = path.split_once('/').ok_or_else(forbidden)?;
+    let size = header(headers, "content-length").and_then(|v| v.trim().parse::<u64>().ok()).ok_or_else(forbidden)?;
+    let content_type = header(headers, "content-type").unwrap_or_else(|| "application/octet-stream".into());
+    if signed.version != wanted || !external::verify(secret.as_bytes(), signed, &path, size, &content_type) {
+        return Err(forbidden());
+    }
+    Ok(token::Upload {
+        exp: f64::INFINITY,
+        slot: slot.to_string(),
+        filename: filename.to_string(),
+        filesize: size,
+        filetype: Some(content_type),
+        expires: None,
+    })
 }
 
 fn too_large() -> Reply {
@@ -333,6 +374,8 @@ impl metadata::exports::canto::http::metadata::Guest for FileShare {
                 "http_file_share_size_limit",
                 "http_file_share_safe_file_types",
                 "http_file_share_prune_interval",
+                "http_upload_external_secret",
+                "http_upload_external_protocol",
             ]
             .map(String::from)
             .to_vec(),

@@ -95,6 +95,8 @@ pub const KNOWN: &[(&str, Scope)] = &[
     ("http_file_share_access", Scope::Host),
     ("http_file_share_dir", Scope::Host),
     ("http_file_share_prune_interval", Scope::Host),
+    ("http_upload_external_secret", Scope::Host),
+    ("http_upload_external_protocol", Scope::Host),
 ];
 
 /// Names in HTTP's namespaces, where an unknown name is probably a typo.

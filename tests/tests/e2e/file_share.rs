@@ -269,3 +269,39 @@ async fn uploads_go_under_data_path_in_a_directory_per_host() {
     // Another host has its own directory: the slot is unknown there.
     assert_eq!(server.get("two.share.test", "/file_share/p1/a.txt").await.status(), 404);
 }
+
+/// prosody-modules' `mod_http_upload_external` (Debian's package) signs
+/// the PUT URL itself (`?v2=`): canto checks it with the same secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_from_mod_http_upload_external_uploads_through_canto() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "http_default_host = \"external.share.test\"\nhttp_upload_external_secret = \"ext-secret\"\nhttp_upload_external_protocol = \"v2\"";
+    let server = TestServer::start(&site("external.share.test", dir.path(), extra)).await;
+    let base = format!("http://127.0.0.1:{}/file_share/", server.addr.port());
+    let component = format!(
+        "Component \"upload.xmpp-external.test\" \"http_upload_external\"\n    http_upload_external_base_url = \"{base}\"\n    http_upload_external_secret = \"ext-secret\"\n    http_upload_external_protocol = \"v2\"\n"
+    );
+    let xmpp = XmppServer::start_with("xmpp-external.test", &component).await;
+    let ws = format!("ws://{}/xmpp-websocket", xmpp.http);
+    let seen = node_client(
+        "file_share.mjs",
+        &[&ws, "xmpp-external.test", "upload.xmpp-external.test", "notes 2.txt", "signed in the URL"],
+    )
+    .await;
+    assert_eq!(seen["errors"], serde_json::json!([]), "{seen}");
+    assert!(seen["put_url"].as_str().is_some_and(|url| url.contains("?v2=")), "{seen}");
+    assert_eq!(seen["put_status"], 201, "{seen}");
+    assert_eq!(seen["put_again_status"], 409, "{seen}");
+    assert_eq!(seen["get_status"], 200, "{seen}");
+    assert_eq!(seen["get_body"], "signed in the URL", "{seen}");
+    // A URL whose MAC does not hold is refused as prosody-filer refuses it.
+    let forged = server
+        .client(&["external.share.test"])
+        .put(server.url("external.share.test", "/file_share/abc/x.txt?v2=00"))
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+}
