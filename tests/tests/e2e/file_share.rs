@@ -4,11 +4,7 @@
 //! back with the headers that keep a browser safe, and deleted once they
 //! expire by the module's scheduled run.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use canto_tests::{XmppServer, node_client};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
 use super::*;
 
@@ -39,11 +35,18 @@ fn token_with(secret: &[u8], slot: &str, filename: &str, filesize: u64, exp: u64
     if let Some(expires) = expires {
         claims["expires"] = expires.into();
     }
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
-    mac.update(format!("{header}.{payload}").as_bytes());
-    format!("{header}.{payload}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+    // Signed by Python's hmac, as Prosody's util.jwt does: the tests crate
+    // takes no SHA-2 crate of its own, which would change the features the
+    // server's build unifies (and make `cargo run` rebuild wasmtime).
+    let script = "import base64,hmac,hashlib,sys\n\
+        b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b'=').decode()\n\
+        signed = b64(b'{\"alg\":\"HS256\",\"typ\":\"JWT\"}') + '.' + b64(sys.argv[2].encode())\n\
+        print(signed + '.' + b64(hmac.new(sys.argv[1].encode(), signed.encode(), hashlib.sha256).digest()))";
+    let secret = std::str::from_utf8(secret).unwrap();
+    let output =
+        std::process::Command::new("python3").args(["-c", script, secret, &claims.to_string()]).output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
 }
 
 async fn put(
