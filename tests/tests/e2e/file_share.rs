@@ -1,6 +1,6 @@
 //! XEP-0363's HTTP side as the built-in `http_file_share`: slots handed out
 //! by a real Prosody (mod_http_file_share in external mode, pointing at
-//! canto), uploads checked as Prosody's own handler checks them, served
+//! canto) to a real client (slixmpp), uploads checked as Prosody's own handler checks them, served
 //! back with the headers that keep a browser safe, and deleted once they
 //! expire by the module's scheduled run.
 
@@ -63,6 +63,22 @@ async fn put(
     request.send().await.unwrap()
 }
 
+/// slixmpp (PyPI), with its XEP-0363 plugin, run by Python.
+async fn slixmpp_upload(c2s: std::net::SocketAddr, jid: &str, file: &std::path::Path) -> serde_json::Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/file_share_slixmpp.py");
+    let output = tokio::process::Command::new("python3")
+        .arg(script)
+        .args([&c2s.to_string(), jid, "secret"])
+        .arg(file)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("python3 (scripts/test installs slixmpp)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|_| panic!("slixmpp printed no JSON: {stdout}\n{}", String::from_utf8_lossy(&output.stderr)))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slot_from_prosody_uploads_and_downloads_through_canto() {
     let dir = tempfile::tempdir().unwrap();
@@ -72,25 +88,29 @@ async fn a_slot_from_prosody_uploads_and_downloads_through_canto() {
         "Component \"upload.xmpp-share.test\" \"http_file_share\"\n    http_file_share_base_url = \"{base}\"\n    http_file_share_secret = \"{SECRET}\"\n"
     );
     let xmpp = XmppServer::start_with("xmpp-share.test", &component).await;
-    let ws = format!("ws://{}/xmpp-websocket", xmpp.http);
-    let seen = node_client(
-        "file_share.mjs",
-        &[&ws, "xmpp-share.test", "upload.xmpp-share.test", "résumé 1.txt", "hello, upload ✓"],
-    )
-    .await;
+    let upload = tempfile::tempdir().unwrap();
+    let file = upload.path().join("résumé 1.txt");
+    let text = "hello, upload ✓\n".repeat(1000);
+    std::fs::write(&file, &text).unwrap();
+
+    // alice's client finds the upload service, gets a slot, PUTs the file.
+    let seen = slixmpp_upload(xmpp.c2s, "alice@xmpp-share.test", &file).await;
     assert_eq!(seen["errors"], serde_json::json!([]), "{seen}");
-    assert!(seen["put_url"].as_str().is_some_and(|url| url.starts_with(&base)), "{seen}");
-    assert_eq!(seen["put_status"], 201, "{seen}");
-    assert_eq!(seen["put_again_status"], 409, "the slot holds the file now: {seen}");
-    assert_eq!(seen["get_status"], 200, "{seen}");
-    assert_eq!(seen["get_body"], "hello, upload ✓", "{seen}");
-    let headers = &seen["get_headers"];
-    assert_eq!(headers["content-type"], "text/plain", "{seen}");
-    assert_eq!(headers["content-disposition"], "inline; filename*=UTF-8''r%C3%A9sum%C3%A9%201.txt", "{seen}");
-    assert_eq!(headers["x-content-type-options"], "nosniff", "{seen}");
-    assert!(headers["content-security-policy"].as_str().is_some_and(|csp| csp.contains("default-src 'none'")));
-    assert!(headers["cache-control"].as_str().is_some_and(|cc| cc.contains("immutable")));
-    assert!(headers["etag"].is_string(), "{seen}");
+    let get_url = seen["get_url"].as_str().unwrap_or_else(|| panic!("no GET URL: {seen}"));
+    assert!(get_url.starts_with(&base), "{seen}");
+
+    // Another client downloads what the GET URL names.
+    let fetched = reqwest::get(get_url).await.unwrap();
+    assert_eq!(fetched.status(), 200);
+    let headers = fetched.headers().clone();
+    assert_eq!(fetched.text().await.unwrap(), text);
+    assert_eq!(headers["content-type"], "text/plain");
+    assert_eq!(headers["content-length"], text.len().to_string().as_str());
+    assert_eq!(headers["content-disposition"], "inline; filename*=UTF-8''r%C3%A9sum%C3%A9%201.txt");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert!(headers["content-security-policy"].to_str().unwrap().contains("default-src 'none'"));
+    assert!(headers["cache-control"].to_str().unwrap().contains("immutable"));
+    assert!(headers.contains_key("etag"));
     // Stored where Prosody stores them, granted to the module alone.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "the file and what its token said");
 }
