@@ -21,6 +21,9 @@ Scenarios:
              BOSH (Strophe.js): message round trips at 1 and 100 pairs, and memory
              per idle session, through canto's `websocket` and `bosh` in front of
              Prosody's c2s vs Prosody's own mod_websocket and mod_bosh
+  file-share XEP-0363 uploads (PUT) and downloads of 1 MiB and 100 MiB files, MiB/s:
+             canto's http_file_share vs Prosody's own mod_http_file_share
+             (internal mode, slots asked for with slixmpp) vs nginx's WebDAV PUT
 
 `--smoke` (what CI runs): canto only, 1 s per measurement, and any error
 response fails the run, so the suite cannot rot.
@@ -628,10 +631,106 @@ def scenario_xmpp():
             stop(own)
 
 
+FILE_LOAD = os.path.join(ROOT, "target/release/file-load")
+SHARE_SECRET = "bench-secret"
+
+
+def file_load(*args):
+    """Runs file-load; returns (MiB/s, errors)."""
+    out = subprocess.run([FILE_LOAD, *map(str, args)], capture_output=True, text=True, check=True)
+    if out.stderr:
+        print(f"  {out.stderr.strip()}", file=sys.stderr)
+    fields = out.stdout.split()
+    report = dict(zip(fields[::2], fields[1::2]))
+    errors = int(report["errors"])
+    if errors and SMOKE:
+        sys.exit(f"smoke run failed: file-load {args[0]}: {out.stderr.strip()}")
+    return float(report["mib_s"]), errors
+
+
+def canto_share_slots(port, count, size):
+    """Upload slots as Prosody's external mode hands them out, signed here
+    (HS256 over the same claims, with the secret canto is given)."""
+    import base64, hashlib, hmac
+    b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    now, slots = int(time.time()), []
+    for i in range(count):
+        slot = f"bench{i}-{os.urandom(6).hex()}"
+        claims = {"sub": "bench@localhost", "iat": now, "exp": now + 3600, "slot": slot, "filename": f"file-{i}.bin",
+                  "filesize": size, "filetype": "application/octet-stream", "expires": now + 86400}
+        signed = b64(b'{"alg":"HS256","typ":"JWT"}') + "." + b64(json.dumps(claims).encode())
+        token = signed + "." + b64(hmac.new(SHARE_SECRET.encode(), signed.encode(), hashlib.sha256).digest())
+        url = f"http://localhost:{port}/file_share/{slot}/file-{i}.bin"
+        slots.append({"url": url, "get": url, "headers": {"Authorization": f"Bearer {token}",
+                                                          "Content-Type": "application/octet-stream"}})
+    return slots
+
+
+def prosody_share_slots(c2s, count, size):
+    """Slots from Prosody's own mod_http_file_share, asked for over XMPP (slixmpp)."""
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "bench/slots.py"), str(c2s), "localhost",
+                          "upload.localhost", str(count), str(size)], capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"bench/slots.py failed: {out.stderr.strip()[-500:]}")
+    return json.loads(out.stdout)
+
+
+def scenario_file_share():
+    """XEP-0363 uploads and downloads, MiB/s: canto's http_file_share vs
+    Prosody's own mod_http_file_share (internal mode) vs nginx's WebDAV PUT."""
+    limit = 200 << 20
+    store = tempfile.mkdtemp(dir=work)
+    proc, port, _ = canto(f'http_file_share_secret = "{SHARE_SECRET}"\nhttp_file_share_size_limit = {limit}\n'
+                          f'http_file_share_dir = "{store}"\nVirtualHost "localhost"\n'
+                          '  modules_enabled = { "http_file_share" }\n')
+    prosody_proc = nginx_port = c2s = None
+    if not SMOKE:
+        c2s = free_port()
+        prosody_proc, _ = prosody_server(
+            'modules_enabled = { "saslauth" }\nc2s_require_encryption = false\n'
+            'VirtualHost "localhost"\n  authentication = "anonymous"\n'
+            f'Component "upload.localhost" "http_file_share"\n  http_file_share_size_limit = {limit}\n'
+            '  http_file_share_daily_quota = 1e15\n', c2s_port=c2s)
+        wait_port(c2s)
+        dav = tempfile.mkdtemp(dir=work)
+        os.makedirs(os.path.join(dav, "upload"))
+        # sendfile as Debian's nginx.conf has it (the bare default is off).
+        nginx_port = nginx(f"sendfile on; client_max_body_size 0; client_body_temp_path {dav}/tmp;\n"
+                           f"location /upload/ {{ root {dav}; dav_methods PUT; create_full_put_path on; }}")
+    # (label, file size, uploads, downloads, connections)
+    runs = [("1 MiB", 1 << 20, 8 if SMOKE else 256, 8 if SMOKE else 1000, 4),
+            ("100 MiB", 100 << 20, 1 if SMOKE else 4, 1 if SMOKE else 20, 2)]
+    for label, size, uploads, downloads, connections in runs:
+        systems = [("canto + http_file_share.wasm", canto_share_slots(port, uploads, size))]
+        if not SMOKE:
+            systems.append(("Prosody 0.12 mod_http_file_share", prosody_share_slots(c2s, uploads, size)))
+            systems.append(("nginx (dav_methods PUT, sendfile)", [
+                {"url": f"http://127.0.0.1:{nginx_port}/upload/{label[:-4]}-{i}/file.bin", "headers": {}}
+                for i in range(uploads)]))
+        for direction in ("upload", "download"):
+            results = []
+            for name, slots in systems:
+                if direction == "upload":
+                    path = os.path.join(work, f"slots-{len(os.listdir(work))}.json")
+                    with open(path, "w") as f:
+                        json.dump(slots, f)
+                    results.append(file_load("put", path, size, connections))
+                else:
+                    results.append(file_load("get", slots[0].get("get", slots[0]["url"]), downloads, connections))
+            ours = results[0][0]
+            for (name, _), (mib_s, errors) in zip(systems, results):
+                failed = f" ({errors} failed)" if errors else ""
+                rows.append((f"file share {direction} {label} ({connections} connections)", name,
+                             f"{mib_s:,.0f} MiB/s{failed}", "" if name == systems[0][0] else f"canto = {ours / mib_s:.2f}x"))
+    stop(proc)
+    if prosody_proc:
+        stop(prosody_proc)
+
+
 SCENARIOS = [("hello", scenario_hello), ("wasi-http", scenario_wasi_http), ("static", scenario_static),
              ("https", scenario_https), ("vhosts", scenario_vhosts), ("languages", scenario_languages),
              ("reload", scenario_reload), ("restart", scenario_restart), ("websocket", scenario_websocket),
-             ("xmpp", scenario_xmpp)]
+             ("xmpp", scenario_xmpp), ("file-share", scenario_file_share)]
 
 # Thousands of sockets each: the servers and the load inherit this.
 resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)

@@ -61,6 +61,7 @@ impl Guest for Files {
                 .map(String::from)
                 .to_vec(),
             serve_bare_path: false,
+            streaming_uploads: false,
         }
     }
 }

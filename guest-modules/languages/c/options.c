@@ -45,4 +45,5 @@ void exports_canto_http_metadata_describe(exports_canto_http_metadata_module_inf
   ret->options.ptr = malloc(sizeof(canto_string_t));
   canto_string_dup(&ret->options.ptr[0], "greeting");
   ret->serve_bare_path = true;
+  ret->streaming_uploads = false;
 }

@@ -43,6 +43,7 @@ impl Guest for OpenMetrics {
             cors: None,
             options: ["openmetrics_allow_ips", "openmetrics_allow_cidr"].map(String::from).to_vec(),
             serve_bare_path: true,
+            streaming_uploads: false,
         }
     }
 }

@@ -36,6 +36,7 @@ impl Guest for Options {
             cors: None,
             options: vec!["greeting".into()],
             serve_bare_path: true,
+            streaming_uploads: false,
         }
     }
 }

@@ -68,6 +68,7 @@ impl metadata::exports::canto::http::metadata::Guest for Tick {
             cors: None,
             options: ["tick_interval", "tick_fail", "tick_trap"].map(String::from).to_vec(),
             serve_bare_path: false,
+            streaming_uploads: false,
         }
     }
 }

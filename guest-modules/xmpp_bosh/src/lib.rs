@@ -520,6 +520,7 @@ impl metadata::exports::canto::http::metadata::Guest for Bosh {
             .map(String::from)
             .to_vec(),
             serve_bare_path: true,
+            streaming_uploads: false,
         }
     }
 }

@@ -217,6 +217,7 @@ impl metadata::exports::canto::http::metadata::Guest for Bridge {
                 "consider_websocket_secure".into(),
             ],
             serve_bare_path: true,
+            streaming_uploads: false,
         }
     }
 }

@@ -289,7 +289,8 @@ async fn run_module(
     request: Request<Incoming>,
     facts: RequestFacts,
 ) -> Result<Response<ModuleBody>, Refusal> {
-    let limit = state.max_content_size;
+    // A streaming module (file upload) holds uploads to its own limit.
+    let limit = if mount.module.metadata.streaming_uploads { u64::MAX } else { state.max_content_size };
     let declared_length = request
         .headers()
         .get(http::header::CONTENT_LENGTH)

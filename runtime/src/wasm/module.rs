@@ -24,6 +24,8 @@ pub struct ModuleMetadata {
     pub options: Vec<String>,
     /// Whether `/base` reaches it instead of redirecting to `/base/`.
     pub serve_bare_path: bool,
+    /// Whether it enforces its own body limit instead of `http_max_content_size`.
+    pub streaming_uploads: bool,
 }
 
 /// CORS defaults a module asks for.
@@ -158,5 +160,6 @@ async fn read_metadata(
         cors: info.cors.map(|c| CorsDefaults { methods: c.methods, headers: c.headers, credentials: c.credentials }),
         options: info.options,
         serve_bare_path: info.serve_bare_path,
+        streaming_uploads: info.streaming_uploads,
     })
 }

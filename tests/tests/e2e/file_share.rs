@@ -237,14 +237,15 @@ async fn expired_uploads_are_deleted_by_the_scheduled_run() {
 }
 
 /// A 1 GiB upload through a module allowed 16 MiB of memory: the body
-/// streams to disk, and comes back whole.
+/// streams to disk, and comes back whole. As in Prosody, file upload
+/// streams, so the default 10 MiB `http_max_content_size` does not apply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gigabyte_streams_through_a_module_with_16_mib() {
     const SIZE: u64 = 1 << 30;
     const PIECE: usize = 1 << 20;
     let dir = tempfile::tempdir().unwrap();
     let limits = format!(
-        "http_module_memory_limit = {}\nhttp_file_share_size_limit = {SIZE}\nhttp_max_content_size = {SIZE}\nhttp_module_wall_timeout = 600",
+        "http_module_memory_limit = {}\nhttp_file_share_size_limit = {SIZE}\nhttp_module_wall_timeout = 600",
         16 << 20
     );
     let server = TestServer::start(&site("big.share.test", dir.path(), &limits)).await;

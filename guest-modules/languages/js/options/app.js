@@ -35,6 +35,6 @@ export const incomingHandler = {
 
 export const metadata = {
   describe() {
-    return { defaultPath: '/opts', cors: undefined, options: ['greeting'], serveBarePath: true };
+    return { defaultPath: '/opts', cors: undefined, options: ['greeting'], serveBarePath: true, streamingUploads: false };
   },
 };

@@ -43,4 +43,4 @@ class IncomingHandler(exports.IncomingHandler):
 class Metadata(exports.Metadata):
     def describe(self) -> ModuleInfo:
         return ModuleInfo(default_path="/opts", cors=None, options=["greeting"],
-                          serve_bare_path=True)
+                          serve_bare_path=True, streaming_uploads=False)
