@@ -44,6 +44,7 @@ fn mount(module: &str) -> Arc<MountIdentity> {
         host: Arc::from("localhost"),
         options: Default::default(),
         grants: Default::default(),
+        granted_dirs: Default::default(),
         metrics: None,
         websockets: None,
         links: None,

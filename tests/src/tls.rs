@@ -212,23 +212,35 @@ impl HttpsClient {
 
     /// GET `path` from `host`: (status, HTTP version, body).
     pub async fn get(&mut self, host: &str, path: &str) -> Result<(u16, hyper::Version, String), String> {
+        let (status, version, _, body) = self.send("GET", host, path, &[]).await?;
+        Ok((status, version, String::from_utf8_lossy(&body).into_owned()))
+    }
+
+    /// `method` `path` on `host` with `headers`: (status, HTTP version,
+    /// response headers, body).
+    pub async fn send(
+        &mut self,
+        method: &str,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, hyper::Version, hyper::HeaderMap, Bytes), String> {
+        let mut request = match self {
+            HttpsClient::Http1(_) => hyper::Request::builder().uri(path).header("host", host),
+            HttpsClient::Http2(_) => hyper::Request::builder().uri(format!("https://{host}{path}")),
+        }
+        .method(method);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Empty::new()).map_err(|e| e.to_string())?;
         let response = match self {
-            HttpsClient::Http1(sender) => {
-                let request =
-                    hyper::Request::get(path).header("host", host).body(Empty::new()).map_err(|e| e.to_string())?;
-                sender.send_request(request).await
-            }
-            HttpsClient::Http2(sender) => {
-                let request = hyper::Request::get(format!("https://{host}{path}"))
-                    .body(Empty::new())
-                    .map_err(|e| e.to_string())?;
-                sender.send_request(request).await
-            }
+            HttpsClient::Http1(sender) => sender.send_request(request).await,
+            HttpsClient::Http2(sender) => sender.send_request(request).await,
         }
         .map_err(|e| e.to_string())?;
-        let status = response.status().as_u16();
-        let version = response.version();
+        let (status, version, headers) = (response.status().as_u16(), response.version(), response.headers().clone());
         let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-        Ok((status, version, String::from_utf8_lossy(&body).into_owned()))
+        Ok((status, version, headers, body))
     }
 }

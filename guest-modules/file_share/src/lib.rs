@@ -311,7 +311,7 @@ fn download(request: &IncomingRequest, dir: &Path, slot: &str) -> Reply {
     if stored.expires.is_some_and(|at| at < now()) {
         return not_found();
     }
-    let Ok(file) = File::open(dir.join(slot)) else { return not_found() };
+    let Ok(file) = reply::open(&dir.join(slot)) else { return not_found() };
     let safe_types = option_strings("http_file_share_safe_file_types")
         .unwrap_or_else(|| DEFAULT_SAFE_TYPES.map(String::from).to_vec());
     let family = stored.filetype.split_once('/').map(|(kind, _)| format!("{kind}/*"));

@@ -4,8 +4,9 @@
 //!
 //! Options (JSON from `context.config-option`):
 //! - `http_files_dir`: the directory, as an absolute path. The server grants
-//!   it read-only at the same path, so `std::fs` reaches it and nothing
-//!   else; symlinks out of it fail to open (403). Unset: 500.
+//!   it read-only at the same path, so the server's `canto:http/files` (and
+//!   `std::fs`, for listings) reach it and nothing else; symlinks out of it
+//!   fail to open (403). Unset: 500.
 //! - `http_index_files` (`["index.html", "index.htm"]`): served for a
 //!   directory requested with its trailing slash.
 //! - `http_dir_listing` (`false`): otherwise list the directory, else 403.
@@ -13,8 +14,9 @@
 //!   table, when readable.
 //!
 //! Unlike Prosody, a directory redirect keeps the query string, validators
-//! are compared as RFC 9110 says (lists, weak tags, dates), and files stream
-//! out in fixed-size chunks, so memory stays flat whatever their size. The
+//! are compared as RFC 9110 says (lists, weak tags, dates), and the server
+//! sends the file's bytes (the module decides status and headers), so they
+//! never pass through the module's memory. The
 //! request logic lives in modules without wasm imports (`path`, `mime`,
 //! `listing`, and `http_serving`'s `range` and `validators`), which host
 //! tests cover.
@@ -32,8 +34,9 @@ use std::time::UNIX_EPOCH;
 
 use canto_sdk::{IncomingRequest, Method, ResponseOutparam, context, log};
 
+use canto_sdk::files::Kind;
 use http_serving::options::{option_bool, option_string, option_strings};
-use http_serving::reply::{self, Body, Reply, RequestHeaders, forbidden, not_found, refused};
+use http_serving::reply::{self, Body, Reply, RequestHeaders, forbidden, not_found, not_opened, refused};
 use path::PathError;
 
 mod metadata {
@@ -100,22 +103,27 @@ fn serve(request: &IncomingRequest) -> Reply {
     };
     let mut full = PathBuf::from(&root);
     full.extend(&target.segments);
-    let found = match fs::metadata(&full) {
+    // One call: the server opens it beneath the grant and says what it is.
+    let found = match reply::open(&full) {
         Ok(found) => found,
         Err(error) => {
-            if let Err(root_error) = fs::metadata(&root) {
+            if let Err(root_error) = reply::open(Path::new(&root)) {
                 // Every request fails the same way: the operator needs to know.
-                log::log(log::Level::Error, &format!("cannot read {root} (is http_files_dir granted?): {root_error}"));
+                log::log(
+                    log::Level::Error,
+                    &format!("cannot read {root} (is http_files_dir granted?): {root_error:?}"),
+                );
                 return Reply::text(500, "The files directory is unavailable\n");
             }
-            return refused(&error);
+            return not_opened(error);
         }
     };
     let headers = RequestHeaders::from(&request.headers());
-    if !found.is_dir() && !found.is_file() {
-        return forbidden(); // a device or FIFO: opening it could block
+    let kind = found.metadata().kind;
+    if kind == Kind::Other {
+        return forbidden(); // a device or FIFO
     }
-    if found.is_dir() {
+    if kind == Kind::Directory {
         if !target.trailing_slash {
             // Relative links in the directory's pages need the slash.
             let location = path::directory_location(request_path, query);
@@ -126,7 +134,7 @@ fn serve(request: &IncomingRequest) -> Reply {
     if target.trailing_slash {
         return not_found(); // a file is not a directory
     }
-    serve_file(&full, &headers)
+    serve_file(found, &full, &headers)
 }
 
 /// A directory requested with its trailing slash: its index file, else a
@@ -136,8 +144,8 @@ fn serve_directory(dir: &Path, segments: &[String], headers: &RequestHeaders) ->
         option_strings("http_index_files").unwrap_or_else(|| DEFAULT_INDEX_FILES.map(String::from).to_vec());
     for index in index_files {
         let candidate = dir.join(index);
-        if fs::metadata(&candidate).is_ok_and(|m| m.is_file()) {
-            return serve_file(&candidate, headers);
+        if let Some(file) = reply::open(&candidate).ok().filter(|file| file.metadata().kind == Kind::File) {
+            return serve_file(file, &candidate, headers);
         }
     }
     if !option_bool("http_dir_listing").unwrap_or(false) {
@@ -178,11 +186,7 @@ fn serve_directory(dir: &Path, segments: &[String], headers: &RequestHeaders) ->
 }
 
 /// A regular file: validators, preconditions, then the whole file or ranges of it.
-fn serve_file(file_path: &Path, headers: &RequestHeaders) -> Reply {
-    let file = match File::open(file_path) {
-        Ok(file) => file,
-        Err(error) => return refused(&error),
-    };
+fn serve_file(file: canto_sdk::files::File, file_path: &Path, headers: &RequestHeaders) -> Reply {
     let name = file_path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     reply::serve_open_file(file, content_type(name), headers)
 }

@@ -1,30 +1,31 @@
-//! A response built whole before it is sent, with a file body streamed a
-//! buffer at a time; and serving an open file with its validators,
-//! conditional requests and byte ranges.
+//! A response built whole before it is sent, with a file body the server
+//! sends (`canto:http/files`); and serving an open file with its
+//! validators, conditional requests and byte ranges.
 
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io;
+use std::time::{Duration, UNIX_EPOCH};
 
 use canto_sdk::bindings::wasi::random::random::get_random_u64;
+use canto_sdk::files::{self, File, Kind};
 use canto_sdk::{Fields, OutgoingResponse, OutputStream, ResponseOutparam, log};
 
 use crate::range::{self, ByteRange, Multipart, Ranges};
 use crate::validators::{self, Conditions, Outcome, Validators};
 
-/// Bytes read from a file and written out at a time.
-const CHUNK: usize = 64 * 1024;
 const TEXT: &str = "text/plain; charset=utf-8";
 
 /// An open file: validators, preconditions, then the whole file or ranges
 /// of it, as `content_type`.
 pub fn serve_open_file(file: File, content_type: Option<String>, headers: &RequestHeaders) -> Reply {
-    let found = match file.metadata() {
-        Ok(found) if found.is_file() => found,
-        Ok(_) => return forbidden(),
-        Err(error) => return refused(&error),
-    };
-    let size = found.len();
-    let current = Validators::new(size, found.modified().ok());
+    let found = file.metadata();
+    if found.kind != Kind::File {
+        return forbidden();
+    }
+    let size = found.size;
+    let modified = u64::try_from(found.modified_seconds)
+        .ok()
+        .map(|secs| UNIX_EPOCH + Duration::new(secs, found.modified_nanoseconds));
+    let current = Validators::new(size, modified);
     let mut common = Vec::new();
     if let Some(etag) = &current.etag {
         common.push(("etag", etag.clone()));
@@ -112,7 +113,7 @@ pub enum Body {
     None,
     Bytes(Vec<u8>),
     /// Ranges of an open file, each preceded by header text, then a trailer
-    /// (both empty except for `multipart/byteranges`).
+    /// (both empty except for `multipart/byteranges`); the server sends it.
     File {
         file: File,
         parts: Vec<Part>,
@@ -163,13 +164,24 @@ impl Reply {
     pub fn send(self, out: ResponseOutparam, head: bool) {
         let Reply { status, headers, body } = self;
         let fields = Fields::new();
-        let length = body.len().map(|len| ("content-length", len.to_string()));
+        let length = match &body {
+            Body::File { .. } => None, // the server sets it
+            _ => body.len().map(|len| ("content-length", len.to_string())),
+        };
         let refused =
             headers.iter().chain(&length).find(|(name, value)| fields.append(name, value.as_bytes()).is_err());
         if let Some((name, value)) = refused {
             // Only a header value taken from the request (Location) can be refused.
             log::log(log::Level::Warn, &format!("refused response header {name}: {value:?}"));
             return Reply::text(500, "Internal server error\n").send(out, head);
+        }
+        if let Body::File { file, parts, trailer } = body {
+            // Also for HEAD: the server sends the head, with the length, only.
+            let parts: Vec<files::Part> = parts
+                .into_iter()
+                .map(|part| files::Part { header: part.header.into_bytes(), start: part.start, length: part.len })
+                .collect();
+            return files::respond(out, status, fields, file, &parts, trailer.as_bytes());
         }
         let response = OutgoingResponse::new(fields);
         let _ = response.set_status_code(status);
@@ -179,7 +191,11 @@ impl Reply {
         if head {
             return canto_sdk::finish(outgoing, stream);
         }
-        match write_body(body, &stream) {
+        let written = match body {
+            Body::Bytes(bytes) => write_out(&stream, &bytes),
+            Body::None | Body::File { .. } => Ok(()),
+        };
+        match written {
             Ok(()) => canto_sdk::finish(outgoing, stream),
             Err(error) => {
                 // The head is out; all that is left is to cut the body short,
@@ -188,42 +204,6 @@ impl Reply {
             }
         }
     }
-}
-
-fn write_body(body: Body, stream: &OutputStream) -> io::Result<()> {
-    match body {
-        Body::None => Ok(()),
-        Body::Bytes(bytes) => write_out(stream, &bytes),
-        Body::File { mut file, parts, trailer } => {
-            // Small files are the common case: a buffer of their size keeps
-            // the memory a request dirties (and the instance reset) small.
-            let largest = parts.iter().map(|part| part.len).max().unwrap_or(0);
-            let mut buffer = vec![0; usize::try_from(largest).map_or(CHUNK, |len| len.clamp(1, CHUNK))];
-            for part in parts {
-                write_out(stream, part.header.as_bytes())?;
-                copy_range(&mut file, part.start, part.len, stream, &mut buffer)?;
-            }
-            write_out(stream, trailer.as_bytes())
-        }
-    }
-}
-
-/// Streams `len` bytes of `file` from `start`, a buffer at a time.
-fn copy_range(file: &mut File, start: u64, len: u64, stream: &OutputStream, buffer: &mut [u8]) -> io::Result<()> {
-    file.seek(SeekFrom::Start(start))?;
-    let mut left = len;
-    while left > 0 {
-        let want = buffer.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let read = match file.read(&mut buffer[..want]) {
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file shrank while being sent")),
-            Ok(read) => read,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            Err(error) => return Err(error),
-        };
-        write_out(stream, &buffer[..read])?;
-        left -= read as u64;
-    }
-    Ok(())
 }
 
 /// Writes all of `bytes`. The SDK's `write_all` asks the host how much it
@@ -248,4 +228,17 @@ pub fn refused(error: &io::Error) -> Reply {
         io::ErrorKind::NotFound | io::ErrorKind::NotADirectory | io::ErrorKind::InvalidFilename => not_found(),
         _ => forbidden(),
     }
+}
+
+/// The same for a file the server could not open (`canto:http/files`).
+pub fn not_opened(error: files::Error) -> Reply {
+    match error {
+        files::Error::NotFound => not_found(),
+        files::Error::Forbidden | files::Error::Failed => forbidden(),
+    }
+}
+
+/// Opens `path` through the server (`canto:http/files`).
+pub fn open(path: &std::path::Path) -> Result<File, files::Error> {
+    files::open(&path.to_string_lossy())
 }

@@ -1,8 +1,10 @@
 //! Write canto HTTP modules in Rust.
 //!
 //! Bindings to the `canto:http/module` world (standard `wasi:http` plus
-//! canto's `context` and `log` imports), and the few helpers every module
-//! needs: answering with a complete body, and streaming bytes out.
+//! canto's imports: `context`, `log`, `files` and the rest), and the few
+//! helpers every module needs: answering with a complete body, and
+//! streaming bytes out. To answer with a granted file, which the server
+//! sends without the bytes entering the module, see [`files::respond`].
 //!
 //! ```ignore
 //! use canto_sdk::{IncomingRequest, ResponseOutparam};
@@ -28,7 +30,7 @@ pub mod bindings {
     });
 }
 
-pub use bindings::canto::http::{context, log};
+pub use bindings::canto::http::{context, files, log};
 pub use bindings::exports::wasi::http::incoming_handler::Guest as Handler;
 pub use bindings::wasi::http::types::{
     Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,

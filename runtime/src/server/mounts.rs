@@ -288,6 +288,7 @@ pub(crate) fn mounts_for(inputs: &MountInputs<'_>, host: &HostConfig) -> Vec<Mou
             module: module.name.clone(),
             host: host_name.clone(),
             options: crate::config::module_options(host, &module.metadata.options),
+            granted_dirs: crate::wasm::files::GrantedDirs::open(&grants, &module.name),
             metrics: grants.metrics.then(|| Arc::clone(&lasting.metrics)),
             websockets: Some(Arc::clone(&lasting.websockets)),
             links: Some(Arc::clone(&lasting.links)),

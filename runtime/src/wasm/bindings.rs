@@ -1,7 +1,8 @@
 //! Host-side bindings to canto's WIT (`wit/canto.wit`).
 
-/// canto's imports: `context`, `log`, `metrics`, `websocket` and `links`
-/// (async: connecting and `receive` wait on the network).
+/// canto's imports: `context`, `log`, `metrics`, `websocket`, `links`
+/// (async: connecting and `receive` wait on the network) and `files`
+/// (whose `respond` traps on a request it cannot honour).
 pub mod imports {
     wasmtime::component::bindgen!({
         path: "../wit",
@@ -18,6 +19,13 @@ pub mod imports {
             "canto:http/links.state": async,
             "canto:http/links.set-state": async,
             "canto:http/links.connection": async,
+            "canto:http/files.respond": trappable,
+        },
+        with: {
+            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+            "canto:http/files.file": crate::wasm::files::OpenFile,
         },
     });
 }

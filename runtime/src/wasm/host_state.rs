@@ -59,6 +59,8 @@ pub struct MountIdentity {
     pub options: BTreeMap<String, String>,
     /// Directories and environment the operator granted the module.
     pub grants: Grants,
+    /// The granted directories, opened once (`canto:http/files`).
+    pub granted_dirs: super::files::GrantedDirs,
     /// The server's metrics, when `grants.metrics` allows reading them.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
     /// The server's WebSocket connections (this module reaches only its

@@ -8,9 +8,12 @@
 //! module reuse instances ([`reuse`]). A trap costs that one request.
 //! WebSockets ([`websocket`], [`socket_registry`]) and outgoing links
 //! ([`links`], [`link_registry`]) are owned by the host between events.
+//! Granted files are opened, and sent as response bodies, by the host
+//! ([`files`]).
 
 mod bindings;
 pub mod engine;
+pub mod files;
 mod host_state;
 mod invoke;
 pub mod link_registry;

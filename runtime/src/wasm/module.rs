@@ -68,8 +68,16 @@ pub fn linker(engine: &Engine) -> Result<Linker<InstanceState>, WasmError> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(WasmError::Linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(WasmError::Linker)?;
-    imports::Imports::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |state| state)
-        .map_err(WasmError::Linker)?;
+    // canto's own interfaces one by one: the world's add_to_linker would
+    // also add the WASI interfaces `files` uses, which are linked above.
+    use imports::canto::http::{context, files, links, log, metrics, websocket};
+    type Own = wasmtime::component::HasSelf<InstanceState>;
+    context::add_to_linker::<_, Own>(&mut linker, |state| state).map_err(WasmError::Linker)?;
+    log::add_to_linker::<_, Own>(&mut linker, |state| state).map_err(WasmError::Linker)?;
+    metrics::add_to_linker::<_, Own>(&mut linker, |state| state).map_err(WasmError::Linker)?;
+    websocket::add_to_linker::<_, Own>(&mut linker, |state| state).map_err(WasmError::Linker)?;
+    links::add_to_linker::<_, Own>(&mut linker, |state| state).map_err(WasmError::Linker)?;
+    files::add_to_linker::<_, Own>(&mut linker, |state| state).map_err(WasmError::Linker)?;
     Ok(linker)
 }
 

@@ -119,6 +119,7 @@ pub(super) fn loading_mount(module: &Arc<str>) -> Arc<MountIdentity> {
         host: Arc::from("*"),
         options: Default::default(),
         grants: Default::default(),
+        granted_dirs: Default::default(),
         metrics: None,
         websockets: None,
         links: None,

@@ -3,6 +3,7 @@
 use super::*;
 use std::path::Path;
 
+use canto_tests::tls::{HttpsClient, TestCa, Trust, connect};
 use canto_tests::{ProsodyServer, raw_status};
 
 const CSS: &str = "body { color: #123456; }\n";
@@ -151,6 +152,11 @@ async fn directories_listings_and_escapes() {
     let escape = server.get("files.test", "/files/escape.txt").await;
     assert_eq!(escape.status(), 403, "a symlink out of the tree is refused");
     assert!(!escape.text().await.unwrap().contains("top secret"));
+    // A FIFO is neither opened in a way that waits for a writer nor sent.
+    let fifo = std::process::Command::new("mkfifo").arg(www.join("pipe")).status().unwrap();
+    assert!(fifo.success());
+    let pipe = tokio::time::timeout(Duration::from_secs(10), server.get("files.test", "/files/pipe")).await;
+    assert_eq!(pipe.expect("a FIFO does not block the request").status(), 403);
 
     let listing_server = TestServer::start(&files_config(&www, "  http_dir_listing = true\n")).await;
     let listing = listing_server.get("files.test", "/files/docs/").await;
@@ -190,6 +196,97 @@ async fn a_large_file_streams_through_a_small_module() {
         received += chunk.len() as u64;
     }
     assert_eq!(received, SIZE);
+}
+
+/// A file replaced while it is being downloaded (written aside, renamed
+/// over it, as deployments do): every response is one version whole, never
+/// a mix, and once replaced the new one is served, its validators new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_file_is_never_served_stale_or_torn() {
+    const SIZE: usize = 2 << 20;
+    let dir = site();
+    let www = dir.path().join("www");
+    let write_version = |version: u8| {
+        let aside = www.join(format!(".live-{version}"));
+        std::fs::write(&aside, vec![version; SIZE]).unwrap();
+        std::fs::rename(&aside, www.join("live.bin")).unwrap();
+    };
+    write_version(1);
+    let server = TestServer::start(&files_config(&www, "")).await;
+    let first = server.get("files.test", "/files/live.bin").await;
+    let first_etag = header(&first, "etag");
+    assert_eq!(first.bytes().await.unwrap(), vec![1u8; SIZE]);
+
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, url, done) =
+                (server.client(&["files.test"]), server.url("files.test", "/files/live.bin"), done.clone());
+            tokio::spawn(async move {
+                let mut seen = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let body = client.get(&url).send().await.unwrap().bytes().await.unwrap();
+                    assert_eq!(body.len(), SIZE, "a whole file");
+                    assert!(body.iter().all(|b| *b == body[0]), "one version, not torn");
+                    seen += 1;
+                }
+                seen
+            })
+        })
+        .collect();
+    for version in 2..=40 {
+        write_version(version);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    for reader in readers {
+        assert!(reader.await.unwrap() > 0);
+    }
+    let last = server.get("files.test", "/files/live.bin").await;
+    let last_etag = header(&last, "etag");
+    assert_eq!(last.bytes().await.unwrap(), vec![40u8; SIZE], "not stale");
+    assert_ne!(first_etag, last_etag);
+    let revalidated = server
+        .client(&["files.test"])
+        .get(server.url("files.test", "/files/live.bin"))
+        .header("if-none-match", &first_etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revalidated.status(), 200, "the old validator no longer matches");
+}
+
+/// The server sends the bytes over TLS and HTTP/2 as over plain HTTP/1.1:
+/// HEAD, 304 and ranges included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_sent_over_tls_with_http1_and_http2() {
+    let dir = site();
+    let www = dir.path().join("www");
+    let ca = TestCa::new();
+    let certs = tempfile::tempdir().unwrap();
+    ca.issue(&["files.test"]).write(&certs.path().join("files.test.crt"), &certs.path().join("files.test.key"));
+    let tls =
+        format!("https_ports = {{ 0 }}\nhttps_interfaces = {{ \"127.0.0.1\" }}\ncertificates = {:?}\n", certs.path());
+    let server = TestServer::start(&format!("{tls}{}", files_config(&www, ""))).await;
+    let addr = server.https_addr.expect("https is open");
+    for (alpn, version) in [(&b"http/1.1"[..], hyper::Version::HTTP_11), (&b"h2"[..], hyper::Version::HTTP_2)] {
+        let connection = connect(addr, Some("files.test"), Trust::Ca(&ca), &[alpn]).await.unwrap();
+        let mut client = HttpsClient::open(connection).await;
+        let (status, served, headers, body) = client.send("GET", "files.test", "/files/style.css", &[]).await.unwrap();
+        assert_eq!((status, served, &body[..]), (200, version, CSS.as_bytes()));
+        assert_eq!(headers["content-length"], CSS.len().to_string().as_str());
+        let etag = headers["etag"].to_str().unwrap().to_string();
+        let (status, _, headers, body) = client.send("HEAD", "files.test", "/files/style.css", &[]).await.unwrap();
+        assert_eq!((status, body.len()), (200, 0), "{version:?}");
+        assert_eq!(headers["content-length"], CSS.len().to_string().as_str(), "{version:?}");
+        let (status, _, _, body) =
+            client.send("GET", "files.test", "/files/style.css", &[("if-none-match", &etag)]).await.unwrap();
+        assert_eq!((status, body.len()), (304, 0), "{version:?}");
+        let (status, _, headers, body) =
+            client.send("GET", "files.test", "/files/digits.txt", &[("range", "bytes=10-14")]).await.unwrap();
+        assert_eq!((status, &body[..]), (206, &b"01234"[..]), "{version:?}");
+        assert_eq!(headers["content-range"], "bytes 10-14/100", "{version:?}");
+    }
 }
 
 /// The same directory behind real Prosody 0.12 and canto: where canto

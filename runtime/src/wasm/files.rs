@@ -1,0 +1,268 @@
+//! The host side of `canto:http/files`: the directories granted to a mount,
+//! opened once when it is mounted; files opened beneath them as WASI's
+//! filesystem opens them (neither `..` nor a symlink leaves a grant); and
+//! response bodies the server reads from those files in large pieces,
+//! without the bytes passing through the module's memory.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::future::Future as _;
+use std::os::unix::fs::{FileExt as _, MetadataExt as _};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use wasmtime::component::Resource;
+use wasmtime_wasi_http::p2::types::HostResponseOutparam;
+use wasmtime_wasi_http::{FieldMap, WasiHttpView as _};
+
+use super::bindings::imports::canto::http::files::{Error, Host, HostFile, Kind, Metadata, Part};
+use super::host_state::InstanceState;
+use crate::config::Grants;
+
+/// Bytes read from a file at a time for a response body.
+const PIECE: u64 = 512 * 1024;
+/// Reads up to this size run on the request's thread (a page-cache copy
+/// costs less than a hand-off to the blocking pool); larger ones go there.
+const READ_INLINE: u64 = 64 * 1024;
+
+/// A mount's granted directories, each opened once, longest path first so
+/// that a nested grant wins.
+#[derive(Debug, Default)]
+pub struct GrantedDirs {
+    dirs: Vec<(PathBuf, Arc<File>)>,
+}
+
+impl GrantedDirs {
+    /// Opens every directory in `grants`; one that cannot be opened is
+    /// logged and left out (the module then finds nothing there).
+    pub fn open(grants: &Grants, module: &str) -> Self {
+        let mut dirs = Vec::new();
+        for path in grants.read_dirs.iter().chain(&grants.write_dirs) {
+            match cap_primitives::fs::open_ambient_dir(path, cap_primitives::ambient_authority()) {
+                Ok(dir) => dirs.push((path.clone(), Arc::new(dir))),
+                Err(error) => {
+                    tracing::error!(module, "granted directory {} is unavailable: {error}", path.display())
+                }
+            }
+        }
+        dirs.sort_by_key(|(path, _)| std::cmp::Reverse(path.as_os_str().len()));
+        GrantedDirs { dirs }
+    }
+
+    /// The granted directory `path` lies in, and the rest of the path
+    /// relative to it (`.` for the directory itself).
+    fn beneath<'a>(&self, path: &'a str) -> Option<(&File, &'a Path)> {
+        self.dirs.iter().find_map(|(dir, file)| {
+            let rest = Path::new(path).strip_prefix(dir).ok()?;
+            let rest = if rest.as_os_str().is_empty() { Path::new(".") } else { rest };
+            Some((file.as_ref(), rest))
+        })
+    }
+}
+
+/// An open file (or directory) and what it was when opened.
+pub struct OpenFile {
+    file: Arc<File>,
+    metadata: Metadata,
+}
+
+fn open(dirs: &GrantedDirs, path: &str) -> Result<OpenFile, Error> {
+    let (dir, rest) = dirs.beneath(path).ok_or(Error::Forbidden)?;
+    let mut options = cap_primitives::fs::OpenOptions::new();
+    // Non-blocking: opening a FIFO must not wait for a writer.
+    options.read(true)._cap_fs_ext_maybe_dir(true)._cap_fs_ext_nonblock(true);
+    let file = cap_primitives::fs::open(dir, rest, &options).map_err(|error| match error.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory | std::io::ErrorKind::InvalidFilename => {
+            Error::NotFound
+        }
+        std::io::ErrorKind::PermissionDenied => Error::Forbidden,
+        _ => Error::Failed,
+    })?;
+    let found = file.metadata().map_err(|_| Error::Failed)?;
+    let kind = if found.is_file() {
+        Kind::File
+    } else if found.is_dir() {
+        Kind::Directory
+    } else {
+        Kind::Other
+    };
+    let metadata = Metadata {
+        kind,
+        size: found.len(),
+        modified_seconds: found.mtime(),
+        modified_nanoseconds: u32::try_from(found.mtime_nsec()).unwrap_or(0),
+        device: found.dev(),
+        inode: found.ino(),
+    };
+    Ok(OpenFile { file: Arc::new(file), metadata })
+}
+
+impl Host for InstanceState {
+    fn open(&mut self, path: String) -> Result<Resource<OpenFile>, Error> {
+        let opened = open(&self.mount.granted_dirs, &path)?;
+        self.http().table.push(opened).map_err(|_| Error::Failed)
+    }
+
+    fn respond(
+        &mut self,
+        out: Resource<HostResponseOutparam>,
+        status: u16,
+        headers: Resource<FieldMap>,
+        file: Resource<OpenFile>,
+        parts: Vec<Part>,
+        trailer: Vec<u8>,
+    ) -> wasmtime::Result<()> {
+        let file = self.http().table.delete(file)?;
+        let headers = self.http().table.delete(headers)?;
+        let out = self.http().table.delete(out)?;
+        if file.metadata.kind != Kind::File {
+            wasmtime::bail!("files.respond: not a regular file");
+        }
+        let size = file.metadata.size;
+        if parts.iter().any(|part| part.start.checked_add(part.length).is_none_or(|end| end > size)) {
+            wasmtime::bail!("files.respond: a part reaches past the end of the file ({size} bytes)");
+        }
+        let status = http::StatusCode::from_u16(status)?;
+        let body = FileBody::new(file.file, parts, trailer);
+        let mut response = hyper::Response::new(http_body_util::BodyExt::boxed_unsync(body));
+        *response.status_mut() = status;
+        *response.headers_mut() = (*headers).clone();
+        let headers = response.headers_mut();
+        headers.remove(http::header::TRANSFER_ENCODING);
+        let length = Body::size_hint(response.body()).exact().unwrap_or(0);
+        response.headers_mut().insert(http::header::CONTENT_LENGTH, length.into());
+        (out.send)(Ok(response));
+        Ok(())
+    }
+}
+
+impl HostFile for InstanceState {
+    fn metadata(&mut self, file: Resource<OpenFile>) -> Metadata {
+        self.http().table.get(&file).map(|file| file.metadata).unwrap_or(Metadata {
+            kind: Kind::Other,
+            size: 0,
+            modified_seconds: 0,
+            modified_nanoseconds: 0,
+            device: 0,
+            inode: 0,
+        })
+    }
+
+    fn drop(&mut self, file: Resource<OpenFile>) -> wasmtime::Result<()> {
+        self.http().table.delete(file)?;
+        Ok(())
+    }
+}
+
+/// What is left to send: header bytes, then a range of the file.
+enum Piece {
+    Bytes(Bytes),
+    Range { start: u64, length: u64 },
+}
+
+/// A response body read from an open file, a piece at a time.
+struct FileBody {
+    file: Arc<File>,
+    pieces: VecDeque<Piece>,
+    left: u64,
+    reading: Option<tokio::task::JoinHandle<std::io::Result<Bytes>>>,
+}
+
+impl FileBody {
+    fn new(file: Arc<File>, parts: Vec<Part>, trailer: Vec<u8>) -> Self {
+        let mut pieces = VecDeque::new();
+        for Part { header, start, length } in parts {
+            pieces.push_back(Piece::Bytes(header.into()));
+            pieces.push_back(Piece::Range { start, length });
+        }
+        pieces.push_back(Piece::Bytes(trailer.into()));
+        pieces.retain(|piece| match piece {
+            Piece::Bytes(bytes) => !bytes.is_empty(),
+            Piece::Range { length, .. } => *length > 0,
+        });
+        let left = pieces
+            .iter()
+            .map(|piece| match piece {
+                Piece::Bytes(bytes) => bytes.len() as u64,
+                Piece::Range { length, .. } => *length,
+            })
+            .sum();
+        FileBody { file, pieces, left, reading: None }
+    }
+
+    /// Takes the next piece to read from the front range, advancing it.
+    fn next_read(&mut self) -> Option<(u64, u64)> {
+        let Some(Piece::Range { start, length }) = self.pieces.front_mut() else { return None };
+        let read = (*start, (*length).min(PIECE));
+        *start += read.1;
+        *length -= read.1;
+        if *length == 0 {
+            self.pieces.pop_front();
+        }
+        Some(read)
+    }
+}
+
+/// Reads exactly `length` bytes at `start`; a file that shrank is an error.
+fn read_at(file: &File, start: u64, length: u64) -> std::io::Result<Bytes> {
+    let mut buffer = vec![0u8; usize::try_from(length).unwrap_or(usize::MAX)];
+    file.read_exact_at(&mut buffer, start)?;
+    Ok(buffer.into())
+}
+
+impl Body for FileBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let read = if let Some(reading) = this.reading.as_mut() {
+            let done = ready!(Pin::new(reading).poll(cx));
+            this.reading = None;
+            done.unwrap_or_else(|join| Err(std::io::Error::other(join)))
+        } else {
+            match this.pieces.front() {
+                None => return Poll::Ready(None),
+                Some(Piece::Bytes(_)) => {
+                    let Some(Piece::Bytes(bytes)) = this.pieces.pop_front() else { unreachable!() };
+                    this.left -= bytes.len() as u64;
+                    return Poll::Ready(Some(Ok(Frame::data(bytes))));
+                }
+                Some(Piece::Range { .. }) => {}
+            }
+            let Some((start, length)) = this.next_read() else { return Poll::Ready(None) };
+            if length <= READ_INLINE {
+                read_at(&this.file, start, length)
+            } else {
+                let file = Arc::clone(&this.file);
+                this.reading = Some(tokio::task::spawn_blocking(move || read_at(&file, start, length)));
+                return self.poll_frame(cx);
+            }
+        };
+        match read {
+            Ok(bytes) => {
+                this.left -= bytes.len() as u64;
+                Poll::Ready(Some(Ok(Frame::data(bytes))))
+            }
+            Err(error) => {
+                tracing::debug!("file body cut short: {error}");
+                this.pieces.clear();
+                Poll::Ready(Some(Err(wasmtime_wasi_http::Error::InternalError(Some(format!(
+                    "reading the file: {error}"
+                ))))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pieces.is_empty() && self.reading.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.left)
+    }
+}
