@@ -201,11 +201,19 @@ impl HttpsClient {
             let (sender, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
                 .await
                 .expect("h2 handshake");
-            tokio::spawn(conn);
+            tokio::spawn(async move {
+                if let Err(error) = conn.await {
+                    eprintln!("https client (h2): {error}");
+                }
+            });
             HttpsClient::Http2(sender)
         } else {
             let (sender, conn) = hyper::client::conn::http1::handshake(io).await.expect("http/1.1 handshake");
-            tokio::spawn(conn);
+            tokio::spawn(async move {
+                if let Err(error) = conn.await {
+                    eprintln!("https client (http/1.1): {error:?}");
+                }
+            });
             HttpsClient::Http1(sender)
         }
     }
@@ -234,9 +242,17 @@ impl HttpsClient {
             request = request.header(*name, *value);
         }
         let request = request.body(Empty::new()).map_err(|e| e.to_string())?;
+        // Waiting until the connection is ready: HTTP/1.1's is not until
+        // it has finished with the previous response.
         let response = match self {
-            HttpsClient::Http1(sender) => sender.send_request(request).await,
-            HttpsClient::Http2(sender) => sender.send_request(request).await,
+            HttpsClient::Http1(sender) => match sender.ready().await {
+                Ok(()) => sender.send_request(request).await,
+                Err(error) => Err(error),
+            },
+            HttpsClient::Http2(sender) => match sender.ready().await {
+                Ok(()) => sender.send_request(request).await,
+                Err(error) => Err(error),
+            },
         }
         .map_err(|e| e.to_string())?;
         let (status, version, headers) = (response.status().as_u16(), response.version(), response.headers().clone());
