@@ -11,7 +11,11 @@ use std::os::unix::fs::{FileExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use arc_swap::ArcSwapOption;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -29,37 +33,90 @@ const PIECE: u64 = 512 * 1024;
 /// costs less than a hand-off to the blocking pool); larger ones go there.
 const READ_INLINE: u64 = 64 * 1024;
 
+/// How long an opened granted directory is trusted before the path is
+/// looked at again: a directory replaced under its name (a release symlink
+/// swapped) or created after the mount is picked up within this.
+const RECHECK_MS: u64 = 1000;
+
 /// A mount's granted directories, each opened once, longest path first so
 /// that a nested grant wins.
 #[derive(Debug, Default)]
 pub struct GrantedDirs {
-    dirs: Vec<(PathBuf, Arc<File>)>,
+    dirs: Vec<GrantedDir>,
+}
+
+#[derive(Debug)]
+struct GrantedDir {
+    path: PathBuf,
+    open: ArcSwapOption<OpenDir>,
+    /// When the path was last compared with what is open, in ms since `epoch`.
+    checked: AtomicU64,
+    epoch: Instant,
+}
+
+/// A granted directory as opened, and which directory that was.
+#[derive(Debug)]
+struct OpenDir {
+    dir: File,
+    identity: (u64, u64),
+}
+
+impl GrantedDir {
+    fn new(path: &Path, module: &str) -> Self {
+        let open = OpenDir::open(path).map_err(|error| {
+            tracing::error!(module, "granted directory {} is unavailable: {error}", path.display());
+        });
+        GrantedDir {
+            path: path.to_path_buf(),
+            open: ArcSwapOption::new(open.ok().map(Arc::new)),
+            checked: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// The directory open now; at most once a second, one `stat` of the
+    /// path says whether it still names that directory, and if not, the
+    /// one it names now is opened.
+    fn current(&self) -> Option<Arc<OpenDir>> {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let checked = self.checked.load(Ordering::Relaxed);
+        let due = now.saturating_sub(checked) >= RECHECK_MS;
+        if due && self.checked.compare_exchange(checked, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            let named = std::fs::metadata(&self.path).ok().map(|found| (found.dev(), found.ino()));
+            let open = self.open.load();
+            if named != open.as_ref().map(|open| open.identity) {
+                self.open.store(OpenDir::open(&self.path).ok().map(Arc::new));
+            }
+        }
+        self.open.load_full()
+    }
+}
+
+impl OpenDir {
+    fn open(path: &Path) -> std::io::Result<Self> {
+        let dir = cap_primitives::fs::open_ambient_dir(path, cap_primitives::ambient_authority())?;
+        let found = dir.metadata()?;
+        Ok(OpenDir { dir, identity: (found.dev(), found.ino()) })
+    }
 }
 
 impl GrantedDirs {
     /// Opens every directory in `grants`; one that cannot be opened is
-    /// logged and left out (the module then finds nothing there).
+    /// logged, and tried again as requests come.
     pub fn open(grants: &Grants, module: &str) -> Self {
-        let mut dirs = Vec::new();
-        for path in grants.read_dirs.iter().chain(&grants.write_dirs) {
-            match cap_primitives::fs::open_ambient_dir(path, cap_primitives::ambient_authority()) {
-                Ok(dir) => dirs.push((path.clone(), Arc::new(dir))),
-                Err(error) => {
-                    tracing::error!(module, "granted directory {} is unavailable: {error}", path.display())
-                }
-            }
-        }
-        dirs.sort_by_key(|(path, _)| std::cmp::Reverse(path.as_os_str().len()));
+        let mut dirs: Vec<GrantedDir> =
+            grants.read_dirs.iter().chain(&grants.write_dirs).map(|path| GrantedDir::new(path, module)).collect();
+        dirs.sort_by_key(|granted| std::cmp::Reverse(granted.path.as_os_str().len()));
         GrantedDirs { dirs }
     }
 
     /// The granted directory `path` lies in, and the rest of the path
     /// relative to it (`.` for the directory itself).
-    fn beneath<'a>(&self, path: &'a str) -> Option<(&File, &'a Path)> {
-        self.dirs.iter().find_map(|(dir, file)| {
-            let rest = Path::new(path).strip_prefix(dir).ok()?;
+    fn beneath<'a>(&self, path: &'a str) -> Option<(Option<Arc<OpenDir>>, &'a Path)> {
+        self.dirs.iter().find_map(|granted| {
+            let rest = Path::new(path).strip_prefix(&granted.path).ok()?;
             let rest = if rest.as_os_str().is_empty() { Path::new(".") } else { rest };
-            Some((file.as_ref(), rest))
+            Some((granted.current(), rest))
         })
     }
 }
@@ -72,10 +129,11 @@ pub struct OpenFile {
 
 fn open(dirs: &GrantedDirs, path: &str) -> Result<OpenFile, Error> {
     let (dir, rest) = dirs.beneath(path).ok_or(Error::Forbidden)?;
+    let dir = dir.ok_or(Error::NotFound)?;
     let mut options = cap_primitives::fs::OpenOptions::new();
     // Non-blocking: opening a FIFO must not wait for a writer.
     options.read(true)._cap_fs_ext_maybe_dir(true)._cap_fs_ext_nonblock(true);
-    let file = cap_primitives::fs::open(dir, rest, &options).map_err(|error| match error.kind() {
+    let file = cap_primitives::fs::open(&dir.dir, rest, &options).map_err(|error| match error.kind() {
         std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory | std::io::ErrorKind::InvalidFilename => {
             Error::NotFound
         }
@@ -125,6 +183,16 @@ impl Host for InstanceState {
         let size = file.metadata.size;
         if parts.iter().any(|part| part.start.checked_add(part.length).is_none_or(|end| end > size)) {
             wasmtime::bail!("files.respond: a part reaches past the end of the file ({size} bytes)");
+        }
+        let total = parts.iter().try_fold(trailer.len() as u64, |total, part| {
+            total.checked_add(part.header.len() as u64)?.checked_add(part.length)
+        });
+        if total.is_none() {
+            wasmtime::bail!("files.respond: the body's length overflows");
+        }
+        // A file body only goes with a status that has one.
+        if !(200..=599).contains(&status) || status == 204 || status == 304 {
+            wasmtime::bail!("files.respond: status {status} has no body");
         }
         let status = http::StatusCode::from_u16(status)?;
         let body = FileBody::new(file.file, parts, trailer);
@@ -251,6 +319,7 @@ impl Body for FileBody {
             Err(error) => {
                 tracing::debug!("file body cut short: {error}");
                 this.pieces.clear();
+                this.left = 0;
                 Poll::Ready(Some(Err(wasmtime_wasi_http::Error::InternalError(Some(format!(
                     "reading the file: {error}"
                 ))))))

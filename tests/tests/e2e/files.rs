@@ -256,6 +256,27 @@ async fn a_replaced_file_is_never_served_stale_or_torn() {
     assert_eq!(revalidated.status(), 200, "the old validator no longer matches");
 }
 
+/// A release directory swapped under the granted name (a symlink renamed
+/// over the old one, as deployments do) is served within a second, without
+/// a reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_granted_directory_swapped_under_its_name_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    for release in ["r1", "r2"] {
+        std::fs::create_dir(dir.path().join(release)).unwrap();
+        std::fs::write(dir.path().join(release).join("version.txt"), release).unwrap();
+    }
+    let current = dir.path().join("current");
+    std::os::unix::fs::symlink(dir.path().join("r1"), &current).unwrap();
+    let server = TestServer::start(&files_config(&current, "")).await;
+    assert_eq!(server.get("files.test", "/files/version.txt").await.text().await.unwrap(), "r1");
+    std::os::unix::fs::symlink(dir.path().join("r2"), dir.path().join("next")).unwrap();
+    std::fs::rename(dir.path().join("next"), &current).unwrap();
+    std::fs::remove_dir_all(dir.path().join("r1")).unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(server.get("files.test", "/files/version.txt").await.text().await.unwrap(), "r2");
+}
+
 /// The server sends the bytes over TLS and HTTP/2 as over plain HTTP/1.1:
 /// HEAD, 304 and ranges included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
