@@ -285,15 +285,6 @@ def scenario_hello():
                 rows.append((f"hello at half load ({mode(name)})", system,
                              f"{report['rps']:,.0f} req/s (paced to about {half:,.0f}), p50 {report['p50']:.2f} ms, "
                              f"p99 {report['p99']:.2f} ms", ratio))
-    # A 1 GiB file (sparse: the page cache, not the disk, is measured):
-    # canto's memory must not grow with what it sends.
-    with open(os.path.join(www, "1g.bin"), "wb") as f:
-        f.truncate(1 << 30)
-    before = rss_kib(proc)
-    mib_s, _ = file_load("get", f"http://localhost:{port}/files/1g.bin", 1 if SMOKE else 3, 1)
-    after = rss_kib(proc)
-    rows.append(("static 1 GiB (1 connection)", f"canto + http_files.wasm, {FRESH}",
-                 f"{mib_s:,.0f} MiB/s; RSS {before / 1024:.0f} MiB before, {after / 1024:.0f} MiB after", ""))
     stop(proc)
     stop(reused)
 
