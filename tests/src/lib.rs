@@ -432,19 +432,19 @@ VirtualHost "anon.{domain}"
 /// from `tests/clients/package-lock.json` once per test run, under
 /// `target/`) and returns the JSON object it prints last.
 pub async fn node_client(script: &str, args: &[&str]) -> serde_json::Value {
-    let clients = node_clients();
-    let output = tokio::process::Command::new("node")
-        .arg("--experimental-websocket")
-        .arg(clients.join(script))
-        .args(args)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("node (scripts/test installs npm and Node)");
+    let mut command = tokio::process::Command::new("node");
+    command.arg("--experimental-websocket").arg(node_clients().join(script)).args(args);
+    client_json(command, script, "node (scripts/test installs npm and Node)").await
+}
+
+/// Runs a test client to its end and returns the JSON object it prints
+/// last; `missing` says what to install when the program is not there.
+pub async fn client_json(mut command: tokio::process::Command, name: &str, missing: &str) -> serde_json::Value {
+    let output = command.kill_on_drop(true).output().await.expect(missing);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let last = stdout.lines().rev().find(|line| line.starts_with('{')).unwrap_or_default();
     serde_json::from_str(last)
-        .unwrap_or_else(|_| panic!("{script} printed no JSON: {stdout}\n{}", String::from_utf8_lossy(&output.stderr)))
+        .unwrap_or_else(|_| panic!("{name} printed no JSON: {stdout}\n{}", String::from_utf8_lossy(&output.stderr)))
 }
 
 /// `tests/clients` copied under `target/` with its packages installed

@@ -4,7 +4,7 @@
 //! back with the headers that keep a browser safe, and deleted once they
 //! expire by the module's scheduled run.
 
-use canto_tests::{XmppServer, node_client};
+use canto_tests::{XmppServer, client_json, node_client};
 
 use super::*;
 
@@ -65,18 +65,10 @@ async fn put(
 
 /// slixmpp (PyPI), with its XEP-0363 plugin, run by Python.
 async fn slixmpp_upload(c2s: std::net::SocketAddr, jid: &str, file: &std::path::Path) -> serde_json::Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/file_share_slixmpp.py");
-    let output = tokio::process::Command::new("python3")
-        .arg(script)
-        .args([&c2s.to_string(), jid, "secret"])
-        .arg(file)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("python3 (scripts/test installs slixmpp)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|_| panic!("slixmpp printed no JSON: {stdout}\n{}", String::from_utf8_lossy(&output.stderr)))
+    let mut command = tokio::process::Command::new("python3");
+    command.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/clients/file_share_slixmpp.py"));
+    command.args([&c2s.to_string(), jid, "secret"]).arg(file);
+    client_json(command, "file_share_slixmpp.py", "python3 (scripts/test installs slixmpp)").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
