@@ -3,6 +3,7 @@
 // the header it names, then GETs it back; prints what happened as JSON.
 // Usage: node --experimental-websocket file_share.mjs <ws-url> <domain> <upload-jid> <filename> <text>
 import { client, xml } from "@xmpp/client";
+import { report } from "./report.mjs";
 
 const [service, domain, uploadJid, filename, text] = process.argv.slice(2);
 const out = { errors: [] };
@@ -33,15 +34,4 @@ async function main() {
   await xmpp.stop();
 }
 
-const timer = setTimeout(() => {
-  out.timed_out = true;
-  console.log(JSON.stringify(out));
-  process.exit(2);
-}, 20000);
-main()
-  .catch((error) => out.errors.push(`main: ${error.message || error}`))
-  .finally(() => {
-    clearTimeout(timer);
-    console.log(JSON.stringify(out));
-    process.exit(0);
-  });
+report(out, main, 20000);

@@ -7,6 +7,7 @@
 import "./xhr_shim.mjs";
 import { Strophe, $iq, $msg, $pres } from "strophe.js";
 import { client, xml } from "@xmpp/client";
+import { report } from "./report.mjs";
 
 const [bosh, websocket, domain, pause] = process.argv.slice(2);
 const out = { errors: [] };
@@ -86,15 +87,4 @@ async function main() {
   out.stopped = true;
 }
 
-const timer = setTimeout(() => {
-  out.timed_out = true;
-  console.log(JSON.stringify(out));
-  process.exit(2);
-}, 30000);
-main()
-  .catch((error) => out.errors.push(`main: ${error.message || error}`))
-  .finally(() => {
-    clearTimeout(timer);
-    console.log(JSON.stringify(out));
-    process.exit(0);
-  });
+report(out, main, 30000);

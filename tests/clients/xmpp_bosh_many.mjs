@@ -4,6 +4,7 @@
 // Usage: node xmpp_bosh_many.mjs <bosh-url> <domain> <pairs>
 import "./xhr_shim.mjs";
 import { Strophe, $msg } from "strophe.js";
+import { report } from "./report.mjs";
 
 const [bosh, domain, pairsText] = process.argv.slice(2);
 const pairs = Number(pairsText);
@@ -40,18 +41,5 @@ async function main() {
   sessions.forEach((me) => me.connection.disconnect());
 }
 
-const timer = setTimeout(() => {
-  out.timed_out = true;
-  console.log(JSON.stringify(out));
-  process.exit(2);
-}, 60000);
-main()
-  .catch((error) => out.errors.push(`main: ${error.message || error}`))
-  .finally(() => {
-    clearTimeout(timer);
-    // Let the disconnects go out.
-    setTimeout(() => {
-      console.log(JSON.stringify(out));
-      process.exit(0);
-    }, 500);
-  });
+// Let the disconnects go out before reporting.
+report(out, main, 60000, 500);

@@ -4,6 +4,7 @@
 // With `pause`, it prints {"online": true} once both are logged in and waits
 // for a line on stdin before the messages.
 import { client, xml } from "@xmpp/client";
+import { report } from "./report.mjs";
 
 const [service, domain, pause] = process.argv.slice(2);
 
@@ -55,15 +56,4 @@ async function main() {
   out.stopped = true;
 }
 
-const timer = setTimeout(() => {
-  out.timed_out = true;
-  console.log(JSON.stringify(out));
-  process.exit(2);
-}, 20000);
-main()
-  .catch((error) => out.errors.push(`main: ${error.message || error}`))
-  .finally(() => {
-    clearTimeout(timer);
-    console.log(JSON.stringify(out));
-    process.exit(0);
-  });
+report(out, main, 20000);

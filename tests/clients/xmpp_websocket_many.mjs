@@ -3,6 +3,7 @@
 // messages arrived, as JSON.
 // Usage: node --experimental-websocket xmpp_websocket_many.mjs <ws-url> <domain> <pairs>
 import { client, xml } from "@xmpp/client";
+import { report } from "./report.mjs";
 
 const [service, domain, pairsText] = process.argv.slice(2);
 const pairs = Number(pairsText);
@@ -35,15 +36,4 @@ async function main() {
   await Promise.all(sessions.map((me) => me.xmpp.stop()));
 }
 
-const timer = setTimeout(() => {
-  out.timed_out = true;
-  console.log(JSON.stringify(out));
-  process.exit(2);
-}, 60000);
-main()
-  .catch((error) => out.errors.push(`main: ${error.message || error}`))
-  .finally(() => {
-    clearTimeout(timer);
-    console.log(JSON.stringify(out));
-    process.exit(0);
-  });
+report(out, main, 60000);
