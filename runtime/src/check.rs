@@ -17,6 +17,8 @@ pub struct ConfigReport {
     pub warnings: Vec<String>,
     /// Listeners, hosts, and each module with where it is served.
     pub summary: String,
+    /// Stores that could not be opened or reached.
+    pub store_problems: usize,
 }
 
 /// What `canto check config` prints: listeners, hosts, and each module with
@@ -77,8 +79,39 @@ pub async fn config(config: &Config) -> Result<ConfigReport, LoadError> {
             }
         }
     }
+    let (stores, store_problems) = stores_report(config, &lasting.metrics).await;
+    out += &stores;
     out += &limits_report(config);
-    Ok(ConfigReport { warnings, summary: out })
+    Ok(ConfigReport { warnings, summary: out, store_problems })
+}
+
+/// Each declared (or granted) store: where it is, who may use it, and
+/// whether one round trip to it works now.
+async fn stores_report(config: &Config, metrics: &Arc<crate::metrics::Metrics>) -> (String, usize) {
+    let mut out = String::new();
+    let mut problems = 0;
+    for (name, store) in &config.stores {
+        let users: Vec<&str> =
+            config.grants.iter().filter(|(_, g)| g.stores.contains(name)).map(|(app, _)| app.as_str()).collect();
+        if store.at.is_none() && users.is_empty() {
+            continue; // the implicit default, unused
+        }
+        if out.is_empty() {
+            out += "\nstores:\n";
+        }
+        let scope = if store.per_host { "keys per host" } else { "keys shared by hosts" };
+        let state = match crate::kv::Store::open(name, store, Arc::clone(metrics)) {
+            Ok(opened) => match opened.check().await {
+                Ok(()) => "reachable".to_string(),
+                Err(error) => format!("NOT REACHABLE: {error}"),
+            },
+            Err(error) => format!("CANNOT OPEN: {error}"),
+        };
+        problems += usize::from(!state.starts_with("reachable"));
+        let users = if users.is_empty() { "no module".to_string() } else { users.join(", ") };
+        out += &format!("  {name:<20} {}; {scope}; {state}; granted to {users}\n", store.backend.describe());
+    }
+    (out, problems)
 }
 
 /// The limits every module and every client runs under.
@@ -138,6 +171,9 @@ fn describe_grants(grants: &Grants) -> String {
     }
     if grants.metrics {
         parts.push("the server's metrics".into());
+    }
+    if !grants.stores.is_empty() {
+        parts.push(format!("stores {}", grants.stores.join(", ")));
     }
     parts.join("; ")
 }

@@ -30,6 +30,7 @@ pub mod check;
 pub mod config;
 pub mod cors;
 pub mod error_page;
+pub mod kv;
 pub mod metrics;
 pub mod proxy;
 pub mod routing;

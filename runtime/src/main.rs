@@ -209,6 +209,10 @@ fn check_config(config: &Config) -> ExitCode {
                 println!("warning: {warning}");
             }
             print!("{}", report.summary);
+            if report.store_problems > 0 {
+                println!("error: {} store(s) could not be opened or reached", report.store_problems);
+                return ExitCode::FAILURE;
+            }
             println!("config OK");
             ExitCode::SUCCESS
         }

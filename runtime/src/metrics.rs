@@ -35,6 +35,18 @@ pub struct Metrics {
     modules: Mutex<BTreeMap<String, ModuleCounts>>,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
+    stores: Mutex<BTreeMap<String, StoreCounts>>,
+}
+
+/// One key-value store's calls (`wasi:keyvalue`).
+#[derive(Clone, Debug, Default)]
+struct StoreCounts {
+    /// operation → calls.
+    operations: BTreeMap<&'static str, u64>,
+    /// (operation, reason) → failed calls.
+    errors: BTreeMap<(&'static str, &'static str), u64>,
+    duration_buckets: [u64; DURATION_BUCKETS.len() + 1],
+    duration_nanos: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -185,6 +197,21 @@ impl Metrics {
         }
     }
 
+    /// A call to a key-value store; `failure` names why it failed
+    /// (timeout, unavailable, limit, backend).
+    pub fn store_call(&self, store: &str, operation: &'static str, failure: Option<&'static str>, took: Duration) {
+        let Ok(mut stores) = self.stores.lock() else { return };
+        let counts = stores.entry(store.to_string()).or_default();
+        *counts.operations.entry(operation).or_default() += 1;
+        if let Some(reason) = failure {
+            *counts.errors.entry((operation, reason)).or_default() += 1;
+        }
+        let seconds = took.as_secs_f64();
+        let bucket = DURATION_BUCKETS.iter().position(|bound| seconds <= *bound).unwrap_or(DURATION_BUCKETS.len());
+        counts.duration_buckets[bucket] += 1;
+        counts.duration_nanos += took.as_nanos() as u64;
+    }
+
     pub fn reload(&self, succeeded: bool) {
         let counter = if succeeded { &self.reloads_ok } else { &self.reloads_failed };
         counter.fetch_add(1, Relaxed);
@@ -218,6 +245,7 @@ impl Metrics {
         histogram.push(Sample { suffix: "_sum", labels: Vec::new(), value: sum });
 
         let modules = self.modules.lock().map(|m| m.clone()).unwrap_or_default();
+        let stores = self.stores.lock().map(|s| s.clone()).unwrap_or_default();
         let per_module = |value: fn(&ModuleCounts) -> u64| -> Vec<Sample> {
             modules.iter().map(|(module, counts)| total(label(&[("module", module)]), value(counts))).collect()
         };
@@ -344,9 +372,56 @@ impl Metrics {
                     total(label(&[("result", "failed")]), self.reloads_failed.load(Relaxed)),
                 ],
             ),
+            counter(
+                "canto_store_operations",
+                "Key-value store calls by modules, by store and operation.",
+                stores
+                    .iter()
+                    .flat_map(|(store, counts)| {
+                        counts.operations.iter().map(|(op, n)| total(label(&[("store", store), ("operation", op)]), *n))
+                    })
+                    .collect(),
+            ),
+            counter(
+                "canto_store_errors",
+                "Key-value store calls that failed, by store, operation and reason (timeout, unavailable, limit, backend).",
+                stores
+                    .iter()
+                    .flat_map(|(store, counts)| {
+                        counts.errors.iter().map(|((op, reason), n)| {
+                            total(label(&[("store", store), ("operation", op), ("reason", reason)]), *n)
+                        })
+                    })
+                    .collect(),
+            ),
+            Family {
+                name: "canto_store_duration_seconds",
+                help: "Time a key-value store call took, by store.",
+                kind: Kind::Histogram,
+                unit: "seconds",
+                samples: stores.iter().flat_map(|(store, counts)| store_histogram(store, counts)).collect(),
+            },
             gauge("canto_resident_memory_bytes", "Resident memory of the server process.", "bytes", resident_bytes()),
         ]
     }
+}
+
+fn store_histogram(store: &str, counts: &StoreCounts) -> Vec<Sample> {
+    let labels = |extra: Option<(&str, &str)>| {
+        let mut labels = vec![("store".to_string(), store.to_string())];
+        labels.extend(extra.map(|(k, v)| (k.to_string(), v.to_string())));
+        labels
+    };
+    let mut samples = Vec::new();
+    let mut cumulative = 0;
+    for (index, bucket) in counts.duration_buckets.iter().enumerate() {
+        cumulative += bucket;
+        let bound = DURATION_BUCKETS.get(index).map_or_else(|| "+Inf".to_string(), |b| b.to_string());
+        samples.push(Sample { suffix: "_bucket", labels: labels(Some(("le", &bound))), value: cumulative as f64 });
+    }
+    samples.push(Sample { suffix: "_count", labels: labels(None), value: cumulative as f64 });
+    samples.push(Sample { suffix: "_sum", labels: labels(None), value: counts.duration_nanos as f64 / 1e9 });
+    samples
 }
 
 /// VmRSS from /proc (Linux); 0 where unavailable.

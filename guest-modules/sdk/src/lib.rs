@@ -36,6 +36,8 @@ pub use bindings::wasi::http::types::{
     Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
 pub use bindings::wasi::io::streams::{InputStream, OutputStream, StreamError};
+/// `wasi:keyvalue`: the stores the operator granted (`http_stores`).
+pub use bindings::wasi::keyvalue;
 
 /// Exports a type implementing [`Handler`] as the module's
 /// `wasi:http/incoming-handler`.

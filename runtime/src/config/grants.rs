@@ -24,6 +24,8 @@ pub struct Grants {
     pub connect: Arc<[ConnectTarget]>,
     /// Whether it may read the server's metrics (`canto:http/metrics`).
     pub metrics: bool,
+    /// Key-value stores (`http_stores`) it may open with `wasi:keyvalue`.
+    pub stores: Arc<[String]>,
 }
 
 impl Grants {
@@ -34,6 +36,7 @@ impl Grants {
             && self.outgoing.is_empty()
             && self.connect.is_empty()
             && !self.metrics
+            && self.stores.is_empty()
     }
 }
 
@@ -72,7 +75,10 @@ impl std::fmt::Display for ConnectTarget {
 /// `http_module_grants = { files = { dirs = { "/srv/www" } }, store = {
 /// dirs_rw = { "/var/lib/store" }, env = { LANG = "C" } } }`. Directories
 /// must exist; relative ones are relative to the config file.
-pub(super) fn module_grants(value: &Spanned) -> Result<BTreeMap<String, Grants>, ConfigError> {
+pub(super) fn module_grants(
+    value: &Spanned,
+    stores: &BTreeMap<String, super::StoreConfig>,
+) -> Result<BTreeMap<String, Grants>, ConfigError> {
     const OPTION: &str = "http_module_grants";
     let Value::Table(table) = &value.value else { return Err(typed::expected(value, OPTION, "a table")) };
     let mut all = BTreeMap::new();
@@ -88,6 +94,20 @@ pub(super) fn module_grants(value: &Spanned) -> Result<BTreeMap<String, Grants>,
                 "dirs_rw" => grants.write_dirs = typed::existing_dirs(field, &name)?,
                 "env" => grants.env = typed::string_map(field, &name)?,
                 "metrics" => grants.metrics = boolean(Some(field), &name)?.unwrap_or(false),
+                "stores" => {
+                    let mut names = Vec::new();
+                    for (store, at) in typed::spanned_string_list(field, &name)? {
+                        if !stores.contains_key(&store) {
+                            let declared = stores.keys().map(String::as_str).collect::<Vec<_>>().join(", ");
+                            return Err(ConfigError::Invalid {
+                                at,
+                                message: format!("{name}: no store '{store}' in http_stores (declared: {declared})"),
+                            });
+                        }
+                        names.push(store);
+                    }
+                    grants.stores = names.into();
+                }
                 "outgoing" => {
                     let hosts = string_list(field, &name)?;
                     grants.outgoing = hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
@@ -105,7 +125,7 @@ pub(super) fn module_grants(value: &Spanned) -> Result<BTreeMap<String, Grants>,
                     return Err(ConfigError::Invalid {
                         at: field.at.clone(),
                         message: format!(
-                            "{OPTION}.{app}: unknown grant '{other}' (expected dirs, dirs_rw, env, outgoing, connect or metrics)"
+                            "{OPTION}.{app}: unknown grant '{other}' (expected dirs, dirs_rw, env, outgoing, connect, metrics or stores)"
                         ),
                     });
                 }

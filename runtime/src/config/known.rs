@@ -67,6 +67,7 @@ pub const KNOWN: &[(&str, Scope)] = &[
     ("http_module_max_header_size", Scope::Global),
     ("http_module_max_response_size", Scope::Global),
     ("http_module_grants", Scope::Global),
+    ("http_stores", Scope::Global),
     ("http_module_instance_reuse", Scope::Global),
     ("http_module_queue_timeout", Scope::Global),
     // canto's own: connection limits.

@@ -13,6 +13,7 @@ mod known;
 mod limits;
 mod lua;
 mod source;
+mod stores;
 mod text;
 mod tls;
 mod typed;
@@ -31,6 +32,7 @@ pub use hosts::{EnabledModule, ExternalUrl, HostConfig, HostOptions, ModuleSourc
 pub use limits::{ConnectionLimits, InstanceReuse, ModuleLimits};
 pub use lua::{HostSection, Options, RawConfig, SectionKind};
 pub use source::{Location, Spanned, Table, TableKey, Value};
+pub use stores::{DEFAULT_STORE, StoreBackend, StoreConfig};
 pub use tls::{CertPair, HostTls, PortPaths, SslOption, TlsSettings};
 
 /// Why a config was refused.
@@ -99,6 +101,8 @@ pub struct Config {
     pub connections: ConnectionLimits,
     /// `http_module_grants`, by app name (module name without `http_`).
     pub grants: BTreeMap<String, Grants>,
+    /// `http_stores` (and the implicit `default`), by name.
+    pub stores: BTreeMap<String, StoreConfig>,
     /// How modules' granted outgoing TCP connections are made.
     pub connect: ConnectSettings,
     /// `http_default_host`: where requests for unknown hosts go.
@@ -158,18 +162,18 @@ impl Config {
         let http_listeners = listeners(&global, "http", http_defaults)?;
         let limits = limits::module_limits(&global)?;
         let connections = limits::connection_limits(&global)?;
-        let grants = match global.get("http_module_grants") {
-            Some(value) => grants::module_grants(value)?,
-            None => BTreeMap::new(),
-        };
-        let connect = grants::connect_settings(&global)?;
-        let resolver = ModuleResolver { plugin_paths: &plugin_paths, builtins };
-
-        // Prosody's `data_path`; canto keeps only uploads there.
+        // Prosody's `data_path`: uploads and the embedded stores live there.
         let data_path = match global.get("data_path") {
             Some(value) => value.at.base_dir().join(string(value, "data_path")?),
             None => config_dir.join("data"),
         };
+        let stores = stores::stores(global.get("http_stores"), &data_path)?;
+        let grants = match global.get("http_module_grants") {
+            Some(value) => grants::module_grants(value, &stores)?,
+            None => BTreeMap::new(),
+        };
+        let connect = grants::connect_settings(&global)?;
+        let resolver = ModuleResolver { plugin_paths: &plugin_paths, builtins };
         let hosts = hosts::hosts(&global, &raw.hosts, &resolver, &data_path)?;
 
         let https_defaults =
@@ -211,6 +215,7 @@ impl Config {
             limits,
             connections,
             grants,
+            stores,
             connect,
             default_host,
             errors_detailed,

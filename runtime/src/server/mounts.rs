@@ -12,9 +12,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::refusal::Refusal;
 
 use crate::config::{Config, ConnectionLimits, HostConfig, ModuleLimits};
+use crate::kv::StoreRegistry;
 use crate::proxy::TrustedProxies;
 use crate::routing::{Mount, normalize_base_path};
 use crate::vhost::HostTable;
+use crate::wasm::keyvalue::Bucket;
 use crate::wasm::link_registry::{LinkRegistry, LinkSettings};
 use crate::wasm::socket_registry::WsRegistry;
 use crate::wasm::{IdleInstances, LoadedModules, MountIdentity, WasmError};
@@ -40,6 +42,8 @@ pub(crate) struct ServerState {
     pub websockets: Arc<WsRegistry>,
     /// Every open link of a module, across reloads.
     pub links: Arc<LinkRegistry>,
+    /// Open key-value stores, across reloads.
+    pub stores: Arc<StoreRegistry>,
 }
 
 /// What outlives a reload: counted, or open, across config versions.
@@ -48,6 +52,8 @@ pub(crate) struct Lasting {
     pub metrics: Arc<crate::metrics::Metrics>,
     pub websockets: Arc<WsRegistry>,
     pub links: Arc<LinkRegistry>,
+    /// Open key-value stores: their connections outlive reloads.
+    pub stores: Arc<StoreRegistry>,
 }
 
 impl Lasting {
@@ -55,7 +61,9 @@ impl Lasting {
     pub fn new(config: &Config) -> Self {
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let links = Arc::new(LinkRegistry::new(link_settings(config, &metrics)));
-        Self { metrics, websockets: Arc::default(), links }
+        let stores = Arc::new(StoreRegistry::default());
+        stores.configure(config, &metrics);
+        Self { metrics, websockets: Arc::default(), links, stores }
     }
 
     /// What the state being replaced carried.
@@ -64,12 +72,14 @@ impl Lasting {
             metrics: Arc::clone(&state.metrics),
             websockets: Arc::clone(&state.websockets),
             links: Arc::clone(&state.links),
+            stores: Arc::clone(&state.stores),
         }
     }
 
     /// Applies a reloaded config to what outlives the reload.
     pub fn reconfigure(&self, config: &Config) {
         self.links.configure(link_settings(config, &self.metrics));
+        self.stores.configure(config, &self.metrics);
     }
 }
 
@@ -211,6 +221,7 @@ pub(crate) fn build_state(
         metrics: Arc::clone(&lasting.metrics),
         websockets: Arc::clone(&lasting.websockets),
         links: Arc::clone(&lasting.links),
+        stores: Arc::clone(&lasting.stores),
     }
 }
 
@@ -289,6 +300,11 @@ pub(crate) fn mounts_for(inputs: &MountInputs<'_>, host: &HostConfig) -> Vec<Mou
             host: host_name.clone(),
             options: crate::config::module_options(host, &module.metadata.options),
             granted_dirs: crate::wasm::files::GrantedDirs::open(&grants, &module.name),
+            stores: grants
+                .stores
+                .iter()
+                .filter_map(|name| Some((name.clone(), Bucket::new(lasting.stores.get(name)?, &host.name))))
+                .collect(),
             metrics: grants.metrics.then(|| Arc::clone(&lasting.metrics)),
             websockets: Some(Arc::clone(&lasting.websockets)),
             links: Some(Arc::clone(&lasting.links)),

@@ -2,7 +2,8 @@
 
 /// canto's imports: `context`, `log`, `metrics`, `websocket`, `links`
 /// (async: connecting and `receive` wait on the network) and `files`
-/// (whose `respond` traps on a request it cannot honour).
+/// (whose `respond` traps on a request it cannot honour); `wasi:keyvalue`
+/// comes from [`keyvalue`].
 pub mod imports {
     wasmtime::component::bindgen!({
         path: "../wit",
@@ -26,6 +27,21 @@ pub mod imports {
             "wasi:io": wasmtime_wasi::p2::bindings::io,
             "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
             "canto:http/files.file": crate::wasm::files::OpenFile,
+            "wasi:keyvalue": super::keyvalue::wasi::keyvalue,
+        },
+    });
+}
+
+/// `wasi:keyvalue` 0.2.0-draft2 (store, atomics, batch): every call waits on
+/// a backend outside the sandbox, and a stale handle traps.
+pub mod keyvalue {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "wasi:keyvalue/imports@0.2.0-draft2",
+        imports: { default: async | trappable },
+        with: {
+            "wasi:keyvalue/store.bucket": crate::wasm::keyvalue::Bucket,
+            "wasi:keyvalue/atomics.cas": crate::wasm::keyvalue::Cas,
         },
     });
 }

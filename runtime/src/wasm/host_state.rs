@@ -61,6 +61,8 @@ pub struct MountIdentity {
     pub grants: Grants,
     /// The granted directories, opened once (`canto:http/files`).
     pub granted_dirs: super::files::GrantedDirs,
+    /// The stores it was granted, by name, within this host's namespace.
+    pub stores: BTreeMap<String, super::keyvalue::Bucket>,
     /// The server's metrics, when `grants.metrics` allows reading them.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
     /// The server's WebSocket connections (this module reaches only its

@@ -16,6 +16,7 @@ pub mod engine;
 pub mod files;
 mod host_state;
 mod invoke;
+pub mod keyvalue;
 pub mod link_registry;
 pub mod links;
 mod loader;

@@ -78,6 +78,10 @@ pub fn linker(engine: &Engine) -> Result<Linker<InstanceState>, WasmError> {
     websocket::add_to_linker::<_, Own>(&mut linker, |state| state).map_err(WasmError::Linker)?;
     links::add_to_linker::<_, Own>(&mut linker, |state| state).map_err(WasmError::Linker)?;
     files::add_to_linker::<_, Own>(&mut linker, |state| state).map_err(WasmError::Linker)?;
+    use super::bindings::keyvalue::wasi::keyvalue::{atomics, batch, store};
+    store::add_to_linker::<_, Own>(&mut linker, |state| state).map_err(WasmError::Linker)?;
+    atomics::add_to_linker::<_, Own>(&mut linker, |state| state).map_err(WasmError::Linker)?;
+    batch::add_to_linker::<_, Own>(&mut linker, |state| state).map_err(WasmError::Linker)?;
     Ok(linker)
 }
 

@@ -120,6 +120,7 @@ pub(super) fn loading_mount(module: &Arc<str>) -> Arc<MountIdentity> {
         options: Default::default(),
         grants: Default::default(),
         granted_dirs: Default::default(),
+        stores: Default::default(),
         metrics: None,
         websockets: None,
         links: None,

@@ -1,0 +1,285 @@
+//! Key-value stores (`http_stores`) that modules reach through
+//! `wasi:keyvalue`: the backends (embedded SQLite, Redis), each call
+//! bounded by the store's timeout and size limits and counted in the
+//! metrics, and the registry that keeps stores open across reloads.
+//!
+//! A backend lives outside the sandbox and may be slow or gone: every call
+//! is asynchronous and gives up after the store's timeout, so a dead Redis
+//! costs a module an error (it decides what to answer) and nothing else.
+
+mod redis_store;
+mod sqlite;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::config::{Config, StoreBackend, StoreConfig};
+use crate::metrics::Metrics;
+
+/// Keys in one `list-keys` page, and at most this many in one batch call.
+pub const MAX_KEYS_PER_CALL: usize = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// A key, value or batch over the store's limits.
+    #[error("{0}")]
+    Limit(String),
+    /// An increment of a value that is not a whole number, or one that
+    /// would overflow.
+    #[error("{0}")]
+    NotANumber(String),
+    #[error("{0}")]
+    Backend(String),
+}
+
+impl StoreError {
+    /// The `reason` label of `canto_store_errors_total`.
+    fn reason(&self) -> &'static str {
+        match self {
+            StoreError::Timeout(_) => "timeout",
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Limit(_) => "limit",
+            StoreError::NotANumber(_) => "not_a_number",
+            StoreError::Backend(_) => "backend",
+        }
+    }
+
+    /// Whether the module caused it (so the log stays quiet about it).
+    fn is_usage(&self) -> bool {
+        matches!(self, StoreError::Limit(_) | StoreError::NotANumber(_))
+    }
+}
+
+/// Where one module's keys live in a store: `store:host:` with
+/// `per_host` (the default), `store::` when hosts share it.
+pub type Namespace = Arc<str>;
+
+/// A counter's value as both backends keep it: decimal text, which Redis'
+/// INCRBY requires.
+fn parse_counter(key: &str, value: &[u8]) -> Result<i64, StoreError> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|text| text.parse::<i64>().ok())
+        .ok_or_else(|| StoreError::NotANumber(format!("the value of '{key}' is not a whole number")))
+}
+
+enum Backend {
+    Sqlite(sqlite::SqliteStore),
+    Redis(redis_store::RedisStore),
+    /// A store that could not be opened: every call fails, the server runs.
+    Broken(String),
+}
+
+/// One open store.
+pub struct Store {
+    pub name: Arc<str>,
+    pub config: StoreConfig,
+    backend: Backend,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("name", &self.name).field("backend", &self.config.backend).finish()
+    }
+}
+
+/// Runs `$call` on whichever backend the store has.
+macro_rules! on_backend {
+    ($store:expr, $backend:ident => $call:expr) => {
+        match &$store.backend {
+            Backend::Sqlite($backend) => $call.await,
+            Backend::Redis($backend) => $call.await,
+            Backend::Broken(why) => Err(StoreError::Unavailable(why.clone())),
+        }
+    };
+}
+
+impl Store {
+    /// Opens the store. SQLite files (and their directory) are created;
+    /// Redis connects on first use, so canto starts while Redis is down.
+    pub fn open(name: &str, config: &StoreConfig, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
+        let backend = match &config.backend {
+            StoreBackend::Sqlite { path } => Backend::Sqlite(sqlite::SqliteStore::open(path, config.timeout)?),
+            StoreBackend::Redis { url, prefix } => {
+                Backend::Redis(redis_store::RedisStore::open(url, prefix, config.timeout)?)
+            }
+        };
+        Ok(Self { name: name.into(), config: config.clone(), backend, metrics })
+    }
+
+    /// Opens the store, or keeps why it could not be opened for every call
+    /// to report.
+    pub fn open_or_broken(name: &str, config: &StoreConfig, metrics: Arc<Metrics>) -> Self {
+        Self::open(name, config, Arc::clone(&metrics)).unwrap_or_else(|error| {
+            tracing::error!(store = name, "cannot open store ({}): {error}", config.backend.describe());
+            Self { name: name.into(), config: config.clone(), backend: Backend::Broken(error.to_string()), metrics }
+        })
+    }
+
+    /// The key prefix a module on `host` gets.
+    pub fn namespace(&self, host: &str) -> Namespace {
+        if self.config.per_host { format!("{}:{host}:", self.name).into() } else { format!("{}::", self.name).into() }
+    }
+
+    /// One round trip, for `canto check config`.
+    pub async fn check(&self) -> Result<(), StoreError> {
+        self.call("check", async { on_backend!(self, b => b.exists("canto-check::", "ping")).map(drop) }).await
+    }
+
+    async fn call<T>(
+        &self,
+        operation: &'static str,
+        work: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let started = Instant::now();
+        let result = match tokio::time::timeout(self.config.timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Timeout(self.config.timeout)),
+        };
+        let failure = result.as_ref().err();
+        self.metrics.store_call(&self.name, operation, failure.map(StoreError::reason), started.elapsed());
+        if let Some(error) = failure
+            && !error.is_usage()
+        {
+            tracing::warn!(store = %self.name, operation, "store call failed: {error}");
+        }
+        result
+    }
+
+    fn check_key(&self, key: &str) -> Result<(), StoreError> {
+        if key.len() > self.config.max_key_size {
+            return Err(StoreError::Limit(format!(
+                "key of {} bytes is over the store's max_key_size ({})",
+                key.len(),
+                self.config.max_key_size
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_value(&self, value: &[u8]) -> Result<(), StoreError> {
+        if value.len() > self.config.max_value_size {
+            return Err(StoreError::Limit(format!(
+                "value of {} bytes is over the store's max_value_size ({})",
+                value.len(),
+                self.config.max_value_size
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_batch<'k>(&self, keys: impl ExactSizeIterator<Item = &'k str>) -> Result<(), StoreError> {
+        if keys.len() > MAX_KEYS_PER_CALL {
+            return Err(StoreError::Limit(format!("{} keys in one call (at most {MAX_KEYS_PER_CALL})", keys.len())));
+        }
+        keys.into_iter().try_for_each(|key| self.check_key(key))
+    }
+
+    pub async fn get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.check_key(key)?;
+        self.call("get", async { on_backend!(self, b => b.get(ns, key)) }).await
+    }
+
+    pub async fn set(&self, ns: &str, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        self.check_key(key)?;
+        self.check_value(&value)?;
+        self.call("set", async { on_backend!(self, b => b.set(ns, key, value)) }).await
+    }
+
+    pub async fn delete(&self, ns: &str, key: &str) -> Result<(), StoreError> {
+        self.check_key(key)?;
+        self.call("delete", async { on_backend!(self, b => b.delete(ns, key)) }).await
+    }
+
+    pub async fn exists(&self, ns: &str, key: &str) -> Result<bool, StoreError> {
+        self.check_key(key)?;
+        self.call("exists", async { on_backend!(self, b => b.exists(ns, key)) }).await
+    }
+
+    /// A page of keys and where the next one starts (`None`: the last).
+    pub async fn list_keys(
+        &self,
+        ns: &str,
+        cursor: Option<String>,
+    ) -> Result<(Vec<String>, Option<String>), StoreError> {
+        self.call("list_keys", async { on_backend!(self, b => b.list_keys(ns, cursor)) }).await
+    }
+
+    /// Adds `delta` to the counter at `key` (absent counts as 0) and
+    /// returns the new value, atomically across every node.
+    pub async fn increment(&self, ns: &str, key: &str, delta: i64) -> Result<i64, StoreError> {
+        self.check_key(key)?;
+        self.call("increment", async { on_backend!(self, b => b.increment(ns, key, delta)) }).await
+    }
+
+    /// Sets `key` to `value` if it still holds `expected` (`None`: absent);
+    /// whether it did.
+    pub async fn compare_and_swap(
+        &self,
+        ns: &str,
+        key: &str,
+        expected: Option<Vec<u8>>,
+        value: Vec<u8>,
+    ) -> Result<bool, StoreError> {
+        self.check_key(key)?;
+        self.check_value(&value)?;
+        self.call("swap", async { on_backend!(self, b => b.compare_and_swap(ns, key, expected, value)) }).await
+    }
+
+    pub async fn get_many(&self, ns: &str, keys: Vec<String>) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.check_batch(keys.iter().map(String::as_str))?;
+        self.call("get_many", async { on_backend!(self, b => b.get_many(ns, &keys)) }).await
+    }
+
+    pub async fn set_many(&self, ns: &str, pairs: Vec<(String, Vec<u8>)>) -> Result<(), StoreError> {
+        self.check_batch(pairs.iter().map(|(key, _)| key.as_str()))?;
+        pairs.iter().try_for_each(|(_, value)| self.check_value(value))?;
+        self.call("set_many", async { on_backend!(self, b => b.set_many(ns, pairs)) }).await
+    }
+
+    pub async fn delete_many(&self, ns: &str, keys: Vec<String>) -> Result<(), StoreError> {
+        self.check_batch(keys.iter().map(String::as_str))?;
+        self.call("delete_many", async { on_backend!(self, b => b.delete_many(ns, &keys)) }).await
+    }
+}
+
+/// The open stores, by name. It outlives reloads: a store whose config is
+/// unchanged keeps its connection (and its SQLite thread).
+#[derive(Default)]
+pub struct StoreRegistry {
+    open: Mutex<BTreeMap<String, Arc<Store>>>,
+}
+
+impl StoreRegistry {
+    /// Opens the stores some module is granted; keeps those already open
+    /// with the same config, drops the rest.
+    pub fn configure(&self, config: &Config, metrics: &Arc<Metrics>) {
+        let granted: std::collections::BTreeSet<&String> =
+            config.grants.values().flat_map(|g| g.stores.iter()).collect();
+        let Ok(mut open) = self.open.lock() else { return };
+        let mut next = BTreeMap::new();
+        for name in granted {
+            let Some(store_config) = config.stores.get(name) else { continue };
+            let store = match open.remove(name) {
+                Some(store) if store.config == *store_config => store,
+                _ => {
+                    let store = Store::open_or_broken(name, store_config, Arc::clone(metrics));
+                    tracing::info!(store = %name, "store opened: {}", store_config.backend.describe());
+                    Arc::new(store)
+                }
+            };
+            next.insert(name.clone(), store);
+        }
+        *open = next;
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Store>> {
+        self.open.lock().ok()?.get(name).cloned()
+    }
+}
