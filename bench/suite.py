@@ -25,9 +25,14 @@ Scenarios:
   file-share XEP-0363 uploads (PUT) and downloads of 1 MiB and 100 MiB files, MiB/s:
              canto's http_file_share vs Prosody's own mod_http_file_share
              (internal mode, slots asked for with slixmpp) vs nginx's WebDAV PUT
+  counter    wasi:keyvalue: POST increments through http_counter with the embedded
+             SQLite store and with a Redis store, the same module answering
+             without a store, a native hyper + redis-rs server on the same Redis,
+             and 1 vs 2 canto nodes (Redis store) behind HAProxy
 
 `--smoke` (what CI runs): canto only, 1 s per measurement, and any error
-response fails the run, so the suite cannot rot.
+response fails the run, so the suite cannot rot. (counter runs whole, Redis,
+HAProxy and its native baseline included: its point is the stores behind.)
 """
 
 import json
@@ -51,6 +56,7 @@ NATIVE = os.path.join(ROOT, "target/release/native-hello")
 NATIVE_WS = os.path.join(ROOT, "target/release/native-ws-echo")
 WS_LOAD = os.path.join(ROOT, "target/release/ws-load")
 FILE_LOAD = os.path.join(ROOT, "target/release/file-load")
+NATIVE_COUNTER = os.path.join(ROOT, "target/release/native-counter")
 WASMTIME = os.environ.get("WASMTIME", os.path.join(ROOT, "target/bench-tools/bin/wasmtime"))
 GUESTS = os.path.join(ROOT, "target/guests/wasm32-wasip2/release")
 LANGUAGES = os.path.join(ROOT, "target/languages/out")
@@ -738,10 +744,144 @@ def scenario_file_share():
         stop(prosody_proc)
 
 
+def debian_tool(name, package):
+    """The path of a Debian tool, also where a user's PATH may not look (/usr/sbin)."""
+    for path in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/bin/{name}"):
+        if path and os.access(path, os.X_OK):
+            return path
+    sys.exit(f"{name} not found: bench/run and scripts/test install it (Debian package {package})")
+
+
+def redis_server():
+    """A throwaway redis-server on a free loopback port, nothing persisted; returns (process, port)."""
+    port = free_port()
+    directory = tempfile.mkdtemp(dir=work)
+    process = start([debian_tool("redis-server", "redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+                     "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", directory, "--logfile", ""])
+    wait_port(port)
+    return process, port
+
+
+def haproxy(frontends):
+    """HAProxy in the foreground (`-db`) with one HTTP frontend per entry of
+    `frontends`, each a list of backend ports taken round robin (per request:
+    keep-alive connections are not pinned to a server); returns (process,
+    the frontends' ports)."""
+    binary = debian_tool("haproxy", "haproxy")
+    root = tempfile.mkdtemp(dir=work)
+    ports = [free_port() for _ in frontends]
+    config = ["defaults", "  mode http", "  timeout connect 5s", "  timeout client 60s", "  timeout server 60s"]
+    for i, (port, backends) in enumerate(zip(ports, frontends)):
+        config += [f"frontend front{i}", f"  bind 127.0.0.1:{port}", f"  default_backend nodes{i}",
+                   f"backend nodes{i}", "  balance roundrobin"]
+        config += [f"  server node{j} 127.0.0.1:{backend}" for j, backend in enumerate(backends)]
+    path = os.path.join(root, "haproxy.cfg")
+    with open(path, "w") as f:
+        f.write("\n".join(config) + "\n")
+    checked = subprocess.run([binary, "-c", "-f", path], capture_output=True, text=True)
+    if checked.returncode != 0:
+        sys.exit(f"haproxy rejected {path}: {(checked.stderr or checked.stdout).strip()[-500:]}")
+    process = start([binary, "-f", path, "-db"])
+    for port in ports:
+        wait_port(port)
+    return process, ports
+
+
+# wrk sends POST (no body: a zero-length request) to the URL's path.
+POST = 'wrk.method = "POST"\n'
+
+
+def count_post(url, report):
+    """One more POST after a wrk run: the answer, the counter's new value,
+    must count at least every increment wrk saw answered with success, plus
+    this one (those in flight when wrk stopped may add more). Fewer means
+    increments were lost."""
+    answer = urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"), timeout=10).read()
+    value = int(answer.decode().strip())
+    counted = report["requests"] - report["errors"]
+    if value < counted + 1:
+        problem = f"{url}: counter at {value} after {counted:,} increments answered and one more"
+        if SMOKE:
+            sys.exit(f"smoke run failed: {problem}")
+        print(f"  warning: {problem}", file=sys.stderr)
+
+
+def scenario_counter():
+    """wasi:keyvalue counters: http_counter's POST /counter/n/<key> with the
+    embedded SQLite store and with Redis, its GET /counter/none (no store:
+    the module's own cost), a native hyper + redis-rs server doing the same
+    INCRBY on the same Redis, and 1 vs 2 canto nodes sharing the Redis store
+    behind HAProxy. Each measurement counts its own key, one hot key each."""
+    counter = os.path.join(GUESTS, "http_counter.wasm")
+    if not os.path.exists(counter):
+        sys.exit(f"no {counter}: bench/run builds the guest modules (cargo build --release -p canto)")
+    redis, redis_port = redis_server()
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+
+    def node(store):
+        data = tempfile.mkdtemp(dir=work)
+        proc, port, _ = canto(
+            f'data_path = "{data}"\n'
+            f'http_stores = {{ shared = {{ backend = "redis"; url = "{redis_url}" }} }}\n'
+            'http_module_grants = { counter = { stores = { "default", "shared" } } }\n'
+            f'VirtualHost "localhost"\n  modules_enabled = {{ "http_counter" }}\n  counter_store = "{store}"\n',
+            plugins=[("http_counter", counter)])
+        return proc, port
+
+    sqlite, sqlite_port = node("default")
+    shared, shared_port = node("shared")
+    native_port = free_port()
+    native = start([NATIVE_COUNTER, str(native_port), redis_url])
+    wait_port(native_port)
+
+    def measure(url, script=POST):
+        report = wrk_run(url, script=script)
+        if script:
+            count_post(url, report)
+        return report
+
+    def figure(report):
+        return f"{report['rps']:,.0f} req/s, p50 {report['p50']:.2f} ms, p99 {report['p99']:.2f} ms"
+
+    none = measure(f"http://localhost:{shared_port}/counter/none", script=None)
+    on_sqlite = measure(f"http://localhost:{sqlite_port}/counter/n/sqlite")
+    on_redis = measure(f"http://localhost:{shared_port}/counter/n/redis")
+    native_report = measure(f"http://127.0.0.1:{native_port}/counter/n/native")
+    module = f"canto + http_counter.wasm, {FRESH}"
+    for system, report, ratio in [
+        (f"{module}: GET /counter/none (no store)", none, ""),
+        (f"{module}: POST, SQLite store (`default`)", on_sqlite, f"sqlite/none = {on_sqlite['rps'] / none['rps']:.2f}x"),
+        (f"{module}: POST, Redis store", on_redis, f"redis/none = {on_redis['rps'] / none['rps']:.2f}x"),
+        ("native hyper + redis-rs ConnectionManager: POST, INCRBY", native_report,
+         f"redis-canto/native = {on_redis['rps'] / native_report['rps']:.2f}x"),
+    ]:
+        rows.append(("counter (wasi:keyvalue)", system, figure(report), ratio))
+    stop(native)
+    stop(sqlite)
+
+    # Scaling out: the same HAProxy in front of one node, then of two (the
+    # first node and a second one), every node counting in the same Redis.
+    second, second_port = node("shared")
+    proxy, (one_port, two_port) = haproxy([[shared_port], [shared_port, second_port]])
+    one = measure(f"http://localhost:{one_port}/counter/n/one-node")
+    two = measure(f"http://localhost:{two_port}/counter/n/two-nodes")
+    cores = os.cpu_count()
+    rows.append(("counter behind HAProxy (Redis store)", "HAProxy -> 1 canto node", figure(one), ""))
+    rows.append(("counter behind HAProxy (Redis store)", "HAProxy -> 2 canto nodes, round robin", figure(two),
+                 f"2 nodes/1 node = {two['rps'] / one['rps']:.2f}x (wrk, HAProxy, Redis and the nodes share "
+                 f"{cores} cores: on 2 cores this mostly shows overhead, not scaling)"))
+    for process in (proxy, second, shared, redis):
+        stop(process)
+
+
 SCENARIOS = [("hello", scenario_hello), ("wasi-http", scenario_wasi_http), ("static", scenario_static),
              ("https", scenario_https), ("vhosts", scenario_vhosts), ("languages", scenario_languages),
              ("reload", scenario_reload), ("restart", scenario_restart), ("websocket", scenario_websocket),
-             ("xmpp", scenario_xmpp), ("file-share", scenario_file_share)]
+             ("xmpp", scenario_xmpp), ("file-share", scenario_file_share), ("counter", scenario_counter)]
+
+# A SIGTERM (a CI timeout, say) ends the run through the `finally` below, so
+# the servers it started (each in a session of its own) are stopped too.
+signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(f"terminated by signal {signum}"))
 
 # Thousands of sockets each: the servers and the load inherit this.
 resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)

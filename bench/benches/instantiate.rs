@@ -45,6 +45,7 @@ fn mount(module: &str) -> Arc<MountIdentity> {
         options: Default::default(),
         grants: Default::default(),
         granted_dirs: Default::default(),
+        stores: Default::default(),
         metrics: None,
         websockets: None,
         links: None,

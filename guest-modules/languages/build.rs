@@ -23,7 +23,8 @@ const MODULES: &[(&str, &str, &str)] =
     &[("whoami", "canto:http/module", "whoami"), ("options", "canto:http/module-with-metadata", "options")];
 
 /// Modules built in Python only: (module stem, world, source directory).
-const PYTHON_ONLY: &[(&str, &str, &str)] = &[("ws_echo", "canto:http/websocket-module", "ws_echo")];
+const PYTHON_ONLY: &[(&str, &str, &str)] =
+    &[("ws_echo", "canto:http/websocket-module", "ws_echo"), ("counter", "canto:http/module", "counter")];
 
 type Built = Result<Vec<(String, PathBuf)>, String>;
 

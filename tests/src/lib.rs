@@ -10,6 +10,8 @@ use std::time::Duration;
 use canto::{Config, Server};
 use tokio::sync::oneshot;
 
+pub mod daemons;
+pub mod node;
 pub mod tls;
 
 /// A running server; dropping it stops it.

@@ -105,7 +105,10 @@ fn handle(request: IncomingRequest, out: ResponseOutparam) -> Result<(), (Respon
     }
     if let Some(name) = path.strip_prefix("/open/") {
         return match store::open(name) {
-            Ok(_) => Ok(text(out, 200, &format!("opened {name}\n"))),
+            Ok(_) => {
+                text(out, 200, &format!("opened {name}\n"));
+                Ok(())
+            }
             Err(error) => Err((out, error)),
         };
     }
@@ -135,7 +138,10 @@ fn handle(request: IncomingRequest, out: ResponseOutparam) -> Result<(), (Respon
                 None => return Ok(()),
             },
             "DELETE" => bucket.delete(key).map(|()| "deleted\n".into()),
-            _ => return Ok(text(out, 405, "method not allowed\n")),
+            _ => {
+                text(out, 405, "method not allowed\n");
+                return Ok(());
+            }
         };
         return step(result, out);
     }
@@ -171,7 +177,10 @@ fn handle(request: IncomingRequest, out: ResponseOutparam) -> Result<(), (Respon
             let keys: Vec<String> = query.split(',').filter(|k| !k.is_empty()).map(String::from).collect();
             step(batch::delete_many(&bucket, &keys).map(|()| format!("deleted {}\n", keys.len())), out)
         }
-        _ => Ok(text(out, 404, "not found\n")),
+        _ => {
+            text(out, 404, "not found\n");
+            Ok(())
+        }
     }
 }
 

@@ -127,6 +127,36 @@ fn every_supported_construct_reads_as_expected() {
 }
 
 #[test]
+fn stores_read_with_their_defaults_and_grants_name_them() {
+    let config = load(
+        r#"
+    data_path = "/var/lib/prosody"
+    http_stores = {
+        counters = { backend = "sqlite"; path = "counters.sqlite"; per_host = false };
+        shared = { backend = "redis"; url = "redis://:secret@127.0.0.1:6379/0"; timeout = 0.5; max_value_size = 4096 };
+    }
+    http_module_grants = { counter = { stores = { "counters", "shared", "default" } } }
+    "#,
+    )
+    .unwrap();
+    let names: Vec<&str> = config.stores.keys().map(String::as_str).collect();
+    assert_eq!(names, ["counters", "default", "shared"]);
+    let default = &config.stores["default"];
+    assert_eq!(
+        default.backend,
+        super::StoreBackend::Sqlite { path: "/var/lib/prosody/http_stores.sqlite".into() },
+        "the default store is SQLite under data_path"
+    );
+    assert!(default.per_host);
+    assert!(!config.stores["counters"].per_host);
+    let shared = &config.stores["shared"];
+    assert_eq!(shared.timeout, std::time::Duration::from_millis(500));
+    assert_eq!(shared.max_value_size, 4096);
+    assert_eq!(shared.backend.describe(), "redis redis://:***@127.0.0.1:6379/0", "no password in logs");
+    assert_eq!(&*config.grants["counter"].stores, ["counters", "shared", "default"]);
+}
+
+#[test]
 fn misspelt_and_misplaced_options_warn() {
     let config = load(
             "http_port = { 5280 }\ntrusted_proxy = { \"10.0.0.1\" }\nroster_versioning = true\nVirtualHost \"a\"\nhttp_ports = { 1 }\nhttp_pathz = {}\n",
@@ -210,6 +240,24 @@ fn each_unsupported_construct_and_bad_value_is_an_error_at_its_place() {
             "1:24: http_connect_ca_file: cannot read /nonexistent/ca.pem",
         ),
         ("websocket_frame_fragment_limit = 0", "1:34: websocket_frame_fragment_limit: expected a positive integer"),
+        (
+            "http_stores = { kv = { backend = \"memcached\" } }",
+            "1:34: http_stores.kv.backend: unknown backend 'memcached' (expected \"sqlite\" or \"redis\")",
+        ),
+        ("http_stores = { kv = { backend = \"redis\" } }", "1:22: http_stores.kv: missing url"),
+        (
+            "http_stores = { kv = { backend = \"redis\"; url = \"http://x\" } }",
+            "1:49: http_stores.kv.url: expected a redis:// or unix:// URL (rediss:// is not supported)",
+        ),
+        (
+            "http_stores = { kv = { backend = \"sqlite\"; timeout = 0 } }",
+            "1:54: http_stores.kv.timeout: expected a positive number of seconds",
+        ),
+        ("http_stores = { kv = { backend = \"sqlite\"; size = 1 } }", "1:51: http_stores.kv: unknown field 'size'"),
+        (
+            "http_module_grants = { counter = { stores = { \"default\", \"nope\" } } }",
+            "1:58: http_module_grants.counter.stores: no store 'nope' in http_stores (declared: default)",
+        ),
     ];
     for (text, expected) in cases {
         let error = load(text).expect_err(text).to_string();

@@ -153,11 +153,14 @@ fn store(entry: &Spanned, name: &str, option: &str, data_path: &Path) -> Result<
                 return Err(invalid(&entry.at, format!("{option}: missing url (e.g. \"redis://127.0.0.1:6379/0\")")));
             };
             let url = string(url_value, &format!("{option}.url"))?;
-            if let Err(error) = redis::Client::open(url.as_str()) {
-                return Err(invalid(&url_value.at, format!("{option}.url: {error}")));
-            }
             if !url.starts_with("redis://") && !url.starts_with("redis+unix://") && !url.starts_with("unix://") {
-                return Err(invalid(&url_value.at, format!("{option}.url: expected redis:// or unix:// (no TLS)")));
+                return Err(invalid(
+                    &url_value.at,
+                    format!("{option}.url: expected a redis:// or unix:// URL (rediss:// is not supported)"),
+                ));
+            }
+            if let Err(error) = redis::Client::open(url.as_str()) {
+                return Err(invalid(&url_value.at, format!("{option}.url: not a Redis URL ({error})")));
             }
             let prefix = match field("prefix") {
                 Some(prefix) => string(prefix, &format!("{option}.prefix"))?,

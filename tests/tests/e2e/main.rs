@@ -33,6 +33,7 @@ mod files;
 mod hardening;
 mod https;
 mod instance_reuse;
+mod keyvalue;
 mod languages;
 mod lifecycle;
 mod links;
