@@ -2,19 +2,30 @@
 //! processes on one machine may share it. Each store owns one connection
 //! on its own thread; calls queue to it, which serialises writes as SQLite
 //! does anyway and keeps tokio's blocking pool for WASI's files.
+//!
+//! The thread commits in groups: the calls waiting when it wakes run in one
+//! `BEGIN IMMEDIATE` transaction, each in a savepoint of its own (so one
+//! call's error undoes only its own writes), and each is answered once the
+//! group is committed. Under load that is one commit for many increments.
 
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{MAX_KEYS_PER_CALL, StoreError, parse_counter};
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+/// A call, run inside its group's transaction: whether it succeeded, and
+/// how to answer its caller once the group is committed (`None`) or not
+/// (why). Given `Err` when the group could not begin.
+type Job = Box<dyn FnOnce(Result<&Connection, &str>) -> (bool, Answer) + Send>;
+type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
 
 /// Calls waiting for the store's thread; more wait in their modules.
 const QUEUE: usize = 1024;
+/// Calls committed together at most.
+const GROUP: usize = 128;
 
 pub(super) struct SqliteStore {
     jobs: mpsc::Sender<Job>,
@@ -60,26 +71,43 @@ impl SqliteStore {
         std::thread::Builder::new()
             .name(name)
             .spawn(move || {
-                let mut connection = connection;
-                while let Some(job) = queue.blocking_recv() {
-                    job(&mut connection);
+                while let Some(first) = queue.blocking_recv() {
+                    let mut group = vec![first];
+                    while group.len() < GROUP
+                        && let Ok(job) = queue.try_recv()
+                    {
+                        group.push(job);
+                    }
+                    run_group(&connection, group);
                 }
             })
             .map_err(|error| unavailable("cannot start the thread for", &error))?;
         Ok(Self { jobs })
     }
 
-    /// Runs `work` on the store's thread. A call whose module gave up
-    /// (timed out) before its turn is skipped.
+    /// Runs `work` on the store's thread and answers once it is committed.
+    /// A call whose module gave up (timed out) before its turn is skipped.
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |connection| {
-            if !reply.is_closed() {
-                let _ = reply.send(work(connection));
-            }
+            let result = match connection {
+                Ok(_) if reply.is_closed() => None,
+                Ok(connection) => Some(work(connection)),
+                Err(why) => Some(Err(StoreError::Unavailable(why.to_string()))),
+            };
+            let succeeded = result.as_ref().is_some_and(Result::is_ok);
+            let answer: Answer = Box::new(move |not_committed| {
+                let result = match (result, not_committed) {
+                    (None, _) => return,
+                    (Some(Ok(_)), Some(why)) => Err(StoreError::Unavailable(why.to_string())),
+                    (Some(result), _) => result,
+                };
+                let _ = reply.send(result);
+            });
+            (succeeded, answer)
         });
         let stopped = || StoreError::Unavailable("the store's thread stopped".into());
         self.jobs.send(job).await.map_err(|_| stopped())?;
@@ -134,22 +162,20 @@ impl SqliteStore {
         .await
     }
 
-    /// Read and write in one `BEGIN IMMEDIATE` transaction: in WAL mode a
-    /// deferred one that reads first cannot be retried when another
+    /// Read and write in the group's `BEGIN IMMEDIATE` transaction: in WAL
+    /// mode a deferred one that reads first cannot be retried when another
     /// process wrote in between.
     pub async fn increment(&self, ns: &str, key: &str, delta: i64) -> Result<i64, StoreError> {
         let (ns, key) = (ns.to_owned(), key.to_owned());
         self.run(move |c| {
-            let transaction = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
-            let current = match read(&transaction, &ns, &key).map_err(backend)? {
+            let current = match read(c, &ns, &key).map_err(backend)? {
                 Some(value) => parse_counter(&key, &value)?,
                 None => 0,
             };
             let next = current
                 .checked_add(delta)
                 .ok_or_else(|| StoreError::NotANumber(format!("incrementing '{key}' would overflow")))?;
-            write(&transaction, &ns, &key, next.to_string().as_bytes()).map_err(backend)?;
-            transaction.commit().map_err(backend)?;
+            write(c, &ns, &key, next.to_string().as_bytes()).map_err(backend)?;
             Ok(next)
         })
         .await
@@ -184,29 +210,45 @@ impl SqliteStore {
         self.run(move |c| keys.iter().map(|key| read(c, &ns, key).map_err(backend)).collect()).await
     }
 
-    /// All in one transaction.
+    /// All or none (the call's savepoint).
     pub async fn set_many(&self, ns: &str, pairs: Vec<(String, Vec<u8>)>) -> Result<(), StoreError> {
         let ns = ns.to_owned();
-        self.run(move |c| {
-            let transaction = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
-            for (key, value) in &pairs {
-                write(&transaction, &ns, key, value).map_err(backend)?;
-            }
-            transaction.commit().map_err(backend)
-        })
-        .await
+        self.run(move |c| pairs.iter().try_for_each(|(key, value)| write(c, &ns, key, value).map_err(backend))).await
     }
 
     pub async fn delete_many(&self, ns: &str, keys: &[String]) -> Result<(), StoreError> {
         let (ns, keys) = (ns.to_owned(), keys.to_vec());
-        self.run(move |c| {
-            let transaction = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
-            for key in &keys {
-                remove(&transaction, &ns, key).map_err(backend)?;
-            }
-            transaction.commit().map_err(backend)
-        })
-        .await
+        self.run(move |c| keys.iter().try_for_each(|key| remove(c, &ns, key).map_err(backend))).await
+    }
+}
+
+/// Runs a group of calls in one transaction, each in its own savepoint,
+/// then answers them all.
+fn run_group(c: &Connection, group: Vec<Job>) {
+    if let Err(error) = c.execute_batch("BEGIN IMMEDIATE") {
+        let why = format!("sqlite: {error}");
+        for job in group {
+            let (_, answer) = job(Err(&why));
+            answer(Some(&why));
+        }
+        return;
+    }
+    let mut answers = Vec::with_capacity(group.len());
+    for job in group {
+        let savepoint = c.execute_batch("SAVEPOINT call");
+        let (succeeded, answer) = job(savepoint.as_ref().map(|_| c).map_err(|_| "sqlite: cannot make a savepoint"));
+        let end = if succeeded { "RELEASE call" } else { "ROLLBACK TO call; RELEASE call" };
+        if savepoint.is_ok() {
+            let _ = c.execute_batch(end);
+        }
+        answers.push(answer);
+    }
+    let not_committed = c.execute_batch("COMMIT").err().map(|error| {
+        let _ = c.execute_batch("ROLLBACK");
+        format!("sqlite: {error}")
+    });
+    for answer in answers {
+        answer(not_committed.as_deref());
     }
 }
 
