@@ -46,6 +46,7 @@ fn mount(module: &str) -> Arc<MountIdentity> {
         grants: Default::default(),
         granted_dirs: Default::default(),
         stores: Default::default(),
+        store_refusal_logged: Default::default(),
         metrics: None,
         websockets: None,
         links: None,

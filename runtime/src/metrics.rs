@@ -198,7 +198,7 @@ impl Metrics {
     }
 
     /// A call to a key-value store; `failure` names why it failed
-    /// (timeout, unavailable, limit, backend).
+    /// (timeout, unavailable, limit, not_a_number, backend).
     pub fn store_call(&self, store: &str, operation: &'static str, failure: Option<&'static str>, took: Duration) {
         let Ok(mut stores) = self.stores.lock() else { return };
         let counts = stores.entry(store.to_string()).or_default();

@@ -136,6 +136,32 @@ fn check_config_fails_on_errors_with_their_location() {
     assert!(stdout.contains(":1:16: http_ports: expected a port number, found a string"), "{stdout}");
 }
 
+/// Stores are listed with who may use them, and one that cannot be
+/// reached fails the check (a Redis on a port nothing listens on).
+#[test]
+fn check_config_lists_stores_and_fails_on_one_it_cannot_reach() {
+    let data = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = config_file(&format!(
+        "data_path = {:?}\nhttp_stores = {{ gone = {{ backend = \"redis\"; url = \"redis://:hunter2@127.0.0.1:{closed}/0\"; timeout = 0.5 }} }}\n\
+         http_module_grants = {{ hello = {{ stores = {{ \"default\" }} }}, whoami = {{ stores = {{ \"gone\" }} }} }}\n\
+         VirtualHost \"a.test\"\n  modules_enabled = {{ \"http_hello\", \"http_whoami\" }}\n",
+        data.path().display().to_string()
+    ));
+    let output = canto().args(["check", "config", "-c"]).arg(config.path()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "{stdout}");
+    assert!(stdout.contains("may: stores default"), "{stdout}");
+    let line = |name: &str| stdout.lines().find(|l| l.trim_start().starts_with(name)).unwrap_or_default().to_string();
+    let default = line("default ");
+    assert!(default.contains("sqlite") && default.contains("; reachable; granted to hello"), "{stdout}");
+    let gone = line("gone ");
+    assert!(gone.contains(&format!("redis redis://:***@127.0.0.1:{closed}/0")), "{stdout}");
+    assert!(gone.contains("NOT REACHABLE") && gone.contains("granted to whoami"), "{stdout}");
+    assert!(!stdout.contains("hunter2"), "no password in the report: {stdout}");
+    assert!(stdout.contains("error: 1 store(s) could not be opened or reached"), "{stdout}");
+}
+
 /// 2,000 levels of nesting once aborted `check config` (stack overflow)
 /// with no location; now it is a located error like any other.
 #[test]

@@ -15,8 +15,10 @@
 //! - `GET /none` answers without touching a store (the benchmark's
 //!   baseline).
 //!
-//! A store that fails answers 503 with the error, so clients and tests can
-//! tell "not counted" from "counted".
+//! A store that fails answers 503 with the error. A 200 means counted; a
+//! 503 does not always mean "not counted": a call that timed out, or lost
+//! its connection, may have been carried out all the same, so a client
+//! retrying an increment after a 503 may count it twice.
 
 use canto_sdk::keyvalue::{atomics, batch, store};
 use canto_sdk::{IncomingRequest, ResponseOutparam, StreamError, context};

@@ -154,6 +154,10 @@ fn stores_read_with_their_defaults_and_grants_name_them() {
     assert_eq!(shared.max_value_size, 4096);
     assert_eq!(shared.backend.describe(), "redis redis://:***@127.0.0.1:6379/0", "no password in logs");
     assert_eq!(&*config.grants["counter"].stores, ["counters", "shared", "default"]);
+    assert_eq!(
+        super::stores::redacted_url("redis+unix:///run/redis.sock?db=1&pass=secret"),
+        "redis+unix:///run/redis.sock?db=1&pass=***"
+    );
 }
 
 #[test]

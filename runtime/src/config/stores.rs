@@ -62,6 +62,17 @@ pub fn redacted_url(url: &str) -> String {
         }
         None => authority.to_string(),
     };
+    // redis+unix:///run/redis.sock?db=0&pass=secret
+    let path = path.map(|path| match path.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| if pair.starts_with("pass=") { "pass=***".to_string() } else { pair.to_string() })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => path.to_string(),
+    });
     match path {
         Some(path) => format!("{scheme}://{authority}/{path}"),
         None => format!("{scheme}://{authority}"),
@@ -73,6 +84,11 @@ pub const DEFAULT_MAX_KEY_SIZE: usize = 1024;
 pub const DEFAULT_MAX_VALUE_SIZE: usize = 1024 * 1024;
 
 impl StoreConfig {
+    /// The same store, wherever in the config it is written.
+    pub fn same_store(&self, other: &StoreConfig) -> bool {
+        Self { at: None, ..self.clone() } == Self { at: None, ..other.clone() }
+    }
+
     fn new(backend: StoreBackend, at: Option<Location>) -> Self {
         Self {
             backend,
@@ -188,7 +204,7 @@ fn store(entry: &Spanned, name: &str, option: &str, data_path: &Path) -> Result<
             Value::Float(f) if f > 0.0 && f.is_finite() => f,
             _ => return Err(typed::expected(timeout, &format!("{option}.timeout"), "a positive number of seconds")),
         };
-        config.timeout = Duration::from_secs_f64(seconds.min(3600.0));
+        config.timeout = Duration::from_secs_f64(seconds.clamp(0.001, 3600.0));
     }
     for (key, slot) in [("max_key_size", &mut config.max_key_size), ("max_value_size", &mut config.max_value_size)] {
         if let Some(value) = field(key) {

@@ -19,6 +19,20 @@ use crate::metrics::Metrics;
 
 /// Keys in one `list-keys` page, and at most this many in one batch call.
 pub const MAX_KEYS_PER_CALL: usize = 1000;
+/// Bytes of values one `get-many` may bring back into the server.
+pub const MAX_BYTES_PER_BATCH: usize = 16 << 20;
+
+/// A `get-many` whose values add up to more than [`MAX_BYTES_PER_BATCH`]
+/// is refused rather than copied into the module.
+fn within_batch_budget(sizes: impl Iterator<Item = usize>) -> Result<(), StoreError> {
+    let total: usize = sizes.sum();
+    if total > MAX_BYTES_PER_BATCH {
+        return Err(StoreError::Limit(format!(
+            "{total} bytes of values in one get-many (at most {MAX_BYTES_PER_BATCH}): ask for fewer keys"
+        )));
+    }
+    Ok(())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -59,6 +73,12 @@ impl StoreError {
 /// `per_host` (the default), `store::` when hosts share it.
 pub type Namespace = Arc<str>;
 
+fn namespace(store: &str, host: Option<&str>) -> Namespace {
+    let Some(host) = host else { return format!("{store}::").into() };
+    let host = host.to_ascii_lowercase().replace('%', "%25").replace(':', "%3A");
+    format!("{store}:{host}:").into()
+}
+
 /// A counter's value as both backends keep it: decimal text, which Redis'
 /// INCRBY requires.
 fn parse_counter(key: &str, value: &[u8]) -> Result<i64, StoreError> {
@@ -81,6 +101,9 @@ pub struct Store {
     pub config: StoreConfig,
     backend: Backend,
     metrics: Arc<Metrics>,
+    opened: Instant,
+    /// The second (since `opened`, plus one) of the last failure logged.
+    last_warned: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -110,7 +133,7 @@ impl Store {
                 Backend::Redis(redis_store::RedisStore::open(url, prefix, config.timeout)?)
             }
         };
-        Ok(Self { name: name.into(), config: config.clone(), backend, metrics })
+        Ok(Self::with(name, config, backend, metrics))
     }
 
     /// Opens the store, or keeps why it could not be opened for every call
@@ -118,13 +141,20 @@ impl Store {
     pub fn open_or_broken(name: &str, config: &StoreConfig, metrics: Arc<Metrics>) -> Self {
         Self::open(name, config, Arc::clone(&metrics)).unwrap_or_else(|error| {
             tracing::error!(store = name, "cannot open store ({}): {error}", config.backend.describe());
-            Self { name: name.into(), config: config.clone(), backend: Backend::Broken(error.to_string()), metrics }
+            Self::with(name, config, Backend::Broken(error.to_string()), metrics)
         })
     }
 
-    /// The key prefix a module on `host` gets.
+    fn with(name: &str, config: &StoreConfig, backend: Backend, metrics: Arc<Metrics>) -> Self {
+        let (opened, last_warned) = (Instant::now(), Default::default());
+        Self { name: name.into(), config: config.clone(), backend, metrics, opened, last_warned }
+    }
+
+    /// The key prefix a module on `host` gets: `store:host:`, or `store::`
+    /// when hosts share it. The host is lowercased, and a `:` or `%` in it
+    /// percent-encoded, so no host's prefix can begin another's.
     pub fn namespace(&self, host: &str) -> Namespace {
-        if self.config.per_host { format!("{}:{host}:", self.name).into() } else { format!("{}::", self.name).into() }
+        namespace(&self.name, self.config.per_host.then_some(host))
     }
 
     /// One round trip, for `canto check config`.
@@ -147,9 +177,19 @@ impl Store {
         if let Some(error) = failure
             && !error.is_usage()
         {
-            tracing::warn!(store = %self.name, operation, "store call failed: {error}");
+            self.warn_now_and_then(operation, error);
         }
         result
+    }
+
+    /// One line per second at most: a store that is down fails every call,
+    /// and the log should say so, not drown in it (the metrics count all).
+    fn warn_now_and_then(&self, operation: &str, error: &StoreError) {
+        let now = self.opened.elapsed().as_secs() + 1;
+        let last = self.last_warned.swap(now, std::sync::atomic::Ordering::Relaxed);
+        if last != now {
+            tracing::warn!(store = %self.name, operation, "store call failed: {error}");
+        }
     }
 
     fn check_key(&self, key: &str) -> Result<(), StoreError> {
@@ -267,7 +307,7 @@ impl StoreRegistry {
         for name in granted {
             let Some(store_config) = config.stores.get(name) else { continue };
             let store = match open.remove(name) {
-                Some(store) if store.config == *store_config => store,
+                Some(store) if store.config.same_store(store_config) => store,
                 _ => {
                     let store = Store::open_or_broken(name, store_config, Arc::clone(metrics));
                     tracing::info!(store = %name, "store opened: {}", store_config.backend.describe());
@@ -281,5 +321,30 @@ impl StoreRegistry {
 
     pub fn get(&self, name: &str) -> Option<Arc<Store>> {
         self.open.lock().ok()?.get(name).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_hosts_namespace_begins_anothers() {
+        assert_eq!(&*namespace("kv", Some("Example.COM")), "kv:example.com:");
+        assert_eq!(&*namespace("kv", None), "kv::");
+        // Host "a:b" with key "x" must not meet host "a" with key "b:x".
+        let odd = namespace("kv", Some("a:b"));
+        assert_eq!(&*odd, "kv:a%3Ab:");
+        assert!(!format!("{odd}x").starts_with(&*namespace("kv", Some("a"))));
+        assert_ne!(namespace("kv", Some("a%3Ab")), odd);
+    }
+
+    #[test]
+    fn counters_are_whole_decimal_numbers() {
+        assert_eq!(parse_counter("k", b"-42").ok(), Some(-42));
+        assert!(matches!(parse_counter("k", b"4.2"), Err(StoreError::NotANumber(_))));
+        assert!(matches!(parse_counter("k", b"\xff"), Err(StoreError::NotANumber(_))));
+        assert!(within_batch_budget([MAX_BYTES_PER_BATCH].into_iter()).is_ok());
+        assert!(matches!(within_batch_budget([MAX_BYTES_PER_BATCH, 1].into_iter()), Err(StoreError::Limit(_))));
     }
 }

@@ -1,7 +1,9 @@
 //! The shared backend: a Redis server every canto node reaches. One
 //! multiplexed connection per store (redis-rs's ConnectionManager), which
-//! reconnects in the background after Redis went away; until then calls
-//! fail quickly and the module decides what to answer.
+//! reconnects after Redis went away; until then a refused connection fails
+//! a call at once, and a Redis that does not answer fails it after the
+//! store's timeout. TCP keepalive and `TCP_USER_TIMEOUT` notice a Redis
+//! host that vanished without closing the connection.
 
 use std::time::Duration;
 
@@ -54,10 +56,16 @@ fn glob_escape(text: &str) -> String {
 impl RedisStore {
     /// Connects on first use, so canto starts while Redis is down.
     pub fn open(url: &str, prefix: &str, timeout: Duration) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(failed)?;
+        use redis::IntoConnectionInfo;
+        let tcp = redis::io::tcp::TcpSettings::default()
+            .set_nodelay(true)
+            .set_keepalive(socket2::TcpKeepalive::new().with_time(Duration::from_secs(10)))
+            .set_user_timeout(timeout * 2);
+        let info = url.into_connection_info().map_err(failed)?.set_tcp_settings(tcp);
+        let client = redis::Client::open(info).map_err(failed)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout.mul_f64(0.9)))
             .set_number_of_retries(2)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_secs(1));
@@ -95,6 +103,13 @@ impl RedisStore {
         ns: &str,
         cursor: Option<String>,
     ) -> Result<(Vec<String>, Option<String>), StoreError> {
+        // A cursor is what the last page gave: a number; anything else is
+        // the module's mistake, not the store's.
+        if let Some(cursor) = &cursor
+            && cursor.parse::<u64>().is_err()
+        {
+            return Err(StoreError::Limit(format!("'{cursor}' is not a cursor this store gave")));
+        }
         let full_prefix = self.key(ns, "");
         let pattern = format!("{}*", glob_escape(&full_prefix));
         let command = redis::cmd("SCAN")
@@ -137,7 +152,9 @@ impl RedisStore {
         for key in keys {
             command.arg(self.key(ns, key));
         }
-        self.query(&command).await
+        let values: Vec<Option<Vec<u8>>> = self.query(&command).await?;
+        super::within_batch_budget(values.iter().flatten().map(Vec::len))?;
+        Ok(values)
     }
 
     pub async fn set_many(&self, ns: &str, pairs: Vec<(String, Vec<u8>)>) -> Result<(), StoreError> {

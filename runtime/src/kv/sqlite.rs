@@ -16,11 +16,53 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{MAX_KEYS_PER_CALL, StoreError, parse_counter};
 
-/// A call, run inside its group's transaction: whether it succeeded, and
-/// how to answer its caller once the group is committed (`None`) or not
-/// (why). Given `Err` when the group could not begin.
-type Job = Box<dyn FnOnce(Result<&Connection, &str>) -> (bool, Answer) + Send>;
-type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
+/// One module's call waiting for the store's thread.
+trait Call: Send {
+    /// Whether its caller gave up waiting (timed out): then it is not run.
+    fn abandoned(&self) -> bool;
+    /// Runs it inside the group's transaction; whether it succeeded.
+    fn run(&mut self, connection: &Connection) -> bool;
+    /// Answers its caller: its own result once the group is committed
+    /// (`None`), else why the group was not.
+    fn answer(self: Box<Self>, not_committed: Option<&str>);
+}
+
+struct Pending<T, F> {
+    work: Option<F>,
+    result: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Call for Pending<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send,
+{
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+
+    fn run(&mut self, connection: &Connection) -> bool {
+        let Some(work) = self.work.take() else { return false };
+        let result = work(connection);
+        let succeeded = result.is_ok();
+        self.result = Some(result);
+        succeeded
+    }
+
+    fn answer(self: Box<Self>, not_committed: Option<&str>) {
+        let result = match (self.result, not_committed) {
+            // Its own error stands; a success is void if the group was not committed.
+            (Some(Err(error)), _) => Err(error),
+            (Some(Ok(_)) | None, Some(why)) => Err(StoreError::Unavailable(why.to_string())),
+            (Some(Ok(value)), None) => Ok(value),
+            (None, None) => Err(StoreError::Unavailable("sqlite: the call was not run".into())),
+        };
+        let _ = self.reply.send(result);
+    }
+}
+
+type Job = Box<dyn Call>;
 
 /// Calls waiting for the store's thread; more wait in their modules.
 const QUEUE: usize = 1024;
@@ -42,35 +84,58 @@ fn backend(error: rusqlite::Error) -> StoreError {
     }
 }
 
+/// Opens (creating) the file and its table.
+fn set_up(path: &Path, timeout: Duration) -> Result<Connection, String> {
+    let failed = |what: &str, error: &dyn std::fmt::Display| format!("sqlite: {what} {}: {error}", path.display());
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|error| failed("cannot create the directory of", &error))?;
+    }
+    let connection = Connection::open(path).map_err(|error| failed("cannot open", &error))?;
+    // Another process may hold the lock (or be creating the file): wait.
+    connection.busy_timeout(timeout).map_err(|error| failed("cannot set up", &error))?;
+    let journal: String = connection
+        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+        .map_err(|error| failed("cannot set up", &error))?;
+    if !journal.eq_ignore_ascii_case("wal") {
+        tracing::warn!(
+            "{}: WAL is not available here (journal mode {journal}): readers wait on writers",
+            path.display()
+        );
+    }
+    connection
+        .execute_batch(
+            "PRAGMA synchronous = NORMAL;
+             CREATE TABLE IF NOT EXISTS canto_kv (
+                 namespace TEXT NOT NULL,
+                 key TEXT NOT NULL,
+                 value BLOB NOT NULL,
+                 PRIMARY KEY (namespace, key)
+             ) WITHOUT ROWID;",
+        )
+        .map_err(|error| failed("cannot set up", &error))?;
+    Ok(connection)
+}
+
 impl SqliteStore {
-    /// Opens (creating) the file and its table, then starts the thread.
+    /// Starts the store's thread, which opens (creating) the file and its
+    /// table; a store that cannot be set up answers every call with why.
+    /// Nothing here waits on the file, so a reload never does.
     pub fn open(path: &Path, timeout: Duration) -> Result<Self, StoreError> {
-        let unavailable = |what: &str, error: &dyn std::fmt::Display| {
-            StoreError::Unavailable(format!("{what} {}: {error}", path.display()))
-        };
-        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|error| unavailable("cannot create the directory of", &error))?;
-        }
-        let connection = Connection::open(path).map_err(|error| unavailable("cannot open", &error))?;
-        // Another process may be creating the same file: wait for its lock.
-        connection.busy_timeout(timeout).map_err(backend)?;
-        connection
-            .execute_batch(
-                "PRAGMA journal_mode = WAL;
-                 PRAGMA synchronous = NORMAL;
-                 CREATE TABLE IF NOT EXISTS canto_kv (
-                     namespace TEXT NOT NULL,
-                     key TEXT NOT NULL,
-                     value BLOB NOT NULL,
-                     PRIMARY KEY (namespace, key)
-                 ) WITHOUT ROWID;",
-            )
-            .map_err(|error| unavailable("cannot set up", &error))?;
         let (jobs, mut queue) = mpsc::channel::<Job>(QUEUE);
-        let name = format!("canto-sqlite {}", path.display());
+        let path = path.to_path_buf();
         std::thread::Builder::new()
-            .name(name)
+            .name(format!("canto-sqlite {}", path.display()))
             .spawn(move || {
+                let connection = match set_up(&path, timeout) {
+                    Ok(connection) => connection,
+                    Err(why) => {
+                        tracing::error!("store file {}: {why}", path.display());
+                        while let Some(call) = queue.blocking_recv() {
+                            call.answer(Some(&why));
+                        }
+                        return;
+                    }
+                };
                 while let Some(first) = queue.blocking_recv() {
                     let mut group = vec![first];
                     while group.len() < GROUP
@@ -78,10 +143,14 @@ impl SqliteStore {
                     {
                         group.push(job);
                     }
-                    run_group(&connection, group);
+                    // Calls whose modules gave up are not worth a lock.
+                    group.retain(|call| !call.abandoned());
+                    if !group.is_empty() {
+                        run_group(&connection, group);
+                    }
                 }
             })
-            .map_err(|error| unavailable("cannot start the thread for", &error))?;
+            .map_err(|error| StoreError::Unavailable(format!("sqlite: cannot start the store's thread: {error}")))?;
         Ok(Self { jobs })
     }
 
@@ -92,23 +161,7 @@ impl SqliteStore {
         work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move |connection| {
-            let result = match connection {
-                Ok(_) if reply.is_closed() => None,
-                Ok(connection) => Some(work(connection)),
-                Err(why) => Some(Err(StoreError::Unavailable(why.to_string()))),
-            };
-            let succeeded = result.as_ref().is_some_and(Result::is_ok);
-            let answer: Answer = Box::new(move |not_committed| {
-                let result = match (result, not_committed) {
-                    (None, _) => return,
-                    (Some(Ok(_)), Some(why)) => Err(StoreError::Unavailable(why.to_string())),
-                    (Some(result), _) => result,
-                };
-                let _ = reply.send(result);
-            });
-            (succeeded, answer)
-        });
+        let job: Job = Box::new(Pending { work: Some(work), result: None, reply });
         let stopped = || StoreError::Unavailable("the store's thread stopped".into());
         self.jobs.send(job).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -148,11 +201,12 @@ impl SqliteStore {
         let ns = ns.to_owned();
         self.run(move |c| {
             let mut statement = c
-                .prepare_cached("SELECT key FROM canto_kv WHERE namespace = ?1 AND key > ?2 ORDER BY key LIMIT ?3")
+                .prepare_cached(
+                    "SELECT key FROM canto_kv WHERE namespace = ?1 AND (?2 IS NULL OR key > ?2) ORDER BY key LIMIT ?3",
+                )
                 .map_err(backend)?;
-            let after = cursor.unwrap_or_default();
             let keys = statement
-                .query_map(params![ns, after, MAX_KEYS_PER_CALL as i64], |row| row.get::<_, String>(0))
+                .query_map(params![ns, cursor, MAX_KEYS_PER_CALL as i64], |row| row.get::<_, String>(0))
                 .map_err(backend)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(backend)?;
@@ -207,7 +261,12 @@ impl SqliteStore {
 
     pub async fn get_many(&self, ns: &str, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let (ns, keys) = (ns.to_owned(), keys.to_vec());
-        self.run(move |c| keys.iter().map(|key| read(c, &ns, key).map_err(backend)).collect()).await
+        self.run(move |c| {
+            let values = keys.iter().map(|key| read(c, &ns, key).map_err(backend)).collect::<Result<Vec<_>, _>>()?;
+            super::within_batch_budget(values.iter().flatten().map(Vec::len))?;
+            Ok(values)
+        })
+        .await
     }
 
     /// All or none (the call's savepoint).
@@ -223,33 +282,47 @@ impl SqliteStore {
 }
 
 /// Runs a group of calls in one transaction, each in its own savepoint,
-/// then answers them all.
+/// then answers them all. If SQLite rolls the whole transaction back (a
+/// full disk, say), the calls left are not run and none is committed.
 fn run_group(c: &Connection, group: Vec<Job>) {
+    // A transaction left open by a failed ROLLBACK would block every BEGIN.
+    if !c.is_autocommit() {
+        let _ = c.execute_batch("ROLLBACK");
+    }
     if let Err(error) = c.execute_batch("BEGIN IMMEDIATE") {
         let why = format!("sqlite: {error}");
-        for job in group {
-            let (_, answer) = job(Err(&why));
-            answer(Some(&why));
-        }
+        group.into_iter().for_each(|call| call.answer(Some(&why)));
         return;
     }
-    let mut answers = Vec::with_capacity(group.len());
-    for job in group {
-        let savepoint = c.execute_batch("SAVEPOINT call");
-        let (succeeded, answer) = job(savepoint.as_ref().map(|_| c).map_err(|_| "sqlite: cannot make a savepoint"));
-        let end = if succeeded { "RELEASE call" } else { "ROLLBACK TO call; RELEASE call" };
-        if savepoint.is_ok() {
-            let _ = c.execute_batch(end);
+    let mut ran = Vec::with_capacity(group.len());
+    let mut lost: Option<String> = None;
+    for mut call in group {
+        if lost.is_some() || call.abandoned() {
+            ran.push(call);
+            continue;
         }
-        answers.push(answer);
+        if let Err(error) = c.execute_batch("SAVEPOINT call") {
+            lost = Some(format!("sqlite: {error}"));
+            ran.push(call);
+            continue;
+        }
+        let succeeded = call.run(c);
+        let end = if succeeded { "RELEASE call" } else { "ROLLBACK TO call; RELEASE call" };
+        if let Err(error) = c.execute_batch(end) {
+            lost = Some(format!("sqlite: {error}"));
+        } else if c.is_autocommit() {
+            lost = Some("sqlite: the transaction was rolled back".into());
+        }
+        ran.push(call);
     }
-    let not_committed = c.execute_batch("COMMIT").err().map(|error| {
+    let not_committed = match lost {
+        Some(why) => Some(why),
+        None => c.execute_batch("COMMIT").err().map(|error| format!("sqlite: {error}")),
+    };
+    if not_committed.is_some() && !c.is_autocommit() {
         let _ = c.execute_batch("ROLLBACK");
-        format!("sqlite: {error}")
-    });
-    for answer in answers {
-        answer(not_committed.as_deref());
     }
+    ran.into_iter().for_each(|call| call.answer(not_committed.as_deref()));
 }
 
 fn read(c: &Connection, ns: &str, key: &str) -> rusqlite::Result<Option<Vec<u8>>> {

@@ -305,6 +305,7 @@ pub(crate) fn mounts_for(inputs: &MountInputs<'_>, host: &HostConfig) -> Vec<Mou
                 .iter()
                 .filter_map(|name| Some((name.clone(), Bucket::new(lasting.stores.get(name)?, &host.name))))
                 .collect(),
+            store_refusal_logged: Default::default(),
             metrics: grants.metrics.then(|| Arc::clone(&lasting.metrics)),
             websockets: Some(Arc::clone(&lasting.websockets)),
             links: Some(Arc::clone(&lasting.links)),

@@ -63,6 +63,8 @@ pub struct MountIdentity {
     pub granted_dirs: super::files::GrantedDirs,
     /// The stores it was granted, by name, within this host's namespace.
     pub stores: BTreeMap<String, super::keyvalue::Bucket>,
+    /// Whether a refused `store.open` was logged already (once is enough).
+    pub store_refusal_logged: std::sync::atomic::AtomicBool,
     /// The server's metrics, when `grants.metrics` allows reading them.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
     /// The server's WebSocket connections (this module reaches only its
@@ -98,6 +100,8 @@ pub struct InstanceState {
     pub(super) waking: bool,
     /// Links this instance holds (`links.lock`), until it ends.
     pub(super) held: Vec<super::link_registry::HeldLink>,
+    /// `wasi:keyvalue` compare-and-swaps open now (each holds a value).
+    pub(super) open_swaps: usize,
 }
 
 impl InstanceState {
@@ -141,6 +145,7 @@ impl InstanceState {
             parked: None,
             waking: false,
             held: Vec::new(),
+            open_swaps: 0,
         }
     }
 

@@ -25,6 +25,10 @@ impl Bucket {
     }
 }
 
+/// Compare-and-swaps one instance may hold open: each keeps a value (up to
+/// the store's `max_value_size`) in the server's memory, not the module's.
+const MAX_OPEN_SWAPS: usize = 64;
+
 /// A compare-and-swap in progress (`atomics.cas`): the value read when it
 /// began, which the swap expects to find still there.
 pub struct Cas {
@@ -62,10 +66,13 @@ async fn guest<T>(
 impl store::Host for InstanceState {
     async fn open(&mut self, identifier: String) -> wasmtime::Result<Result<Resource<Bucket>, store::Error>> {
         let Some(bucket) = self.mount.stores.get(&identifier).cloned() else {
+            if self.mount.store_refusal_logged.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                return Ok(Err(store::Error::AccessDenied));
+            }
             tracing::warn!(
                 module = %self.mount.module,
                 host = %self.mount.host,
-                "opening store '{identifier}' refused: not in http_module_grants.{}.stores",
+                "opening store '{identifier}' refused: not in http_module_grants.{}.stores (logged once per mount)",
                 crate::config::app_name(&self.mount.module)
             );
             return Ok(Err(store::Error::AccessDenied));
@@ -135,12 +142,14 @@ impl atomics::Host for InstanceState {
     /// module gets a new `cas` holding the value now, to try again with.
     async fn swap(&mut self, cas: Resource<Cas>, value: Vec<u8>) -> wasmtime::Result<Result<(), atomics::CasError>> {
         let Cas { bucket: b, key, current } = self.http().table.delete(cas)?;
+        self.open_swaps = self.open_swaps.saturating_sub(1);
         let swapped = b.store.compare_and_swap(&b.namespace, &key, current, value).await;
         match swapped {
             Ok(true) => Ok(Ok(())),
             Ok(false) => match b.store.get(&b.namespace, &key).await {
                 Ok(current) => {
                     let retry = self.http().table.push(Cas { bucket: b, key, current })?;
+                    self.open_swaps += 1;
                     Ok(Err(atomics::CasError::CasFailed(retry)))
                 }
                 Err(error) => Ok(Err(atomics::CasError::StoreError(to_guest(&b.store.name, error)))),
@@ -157,11 +166,18 @@ impl atomics::HostCas for InstanceState {
         key: String,
     ) -> wasmtime::Result<Result<Resource<Cas>, store::Error>> {
         let b = self.bucket(&bucket)?;
+        if self.open_swaps >= MAX_OPEN_SWAPS {
+            return Ok(Err(store::Error::Other(format!(
+                "{MAX_OPEN_SWAPS} compare-and-swaps open at once: drop or swap one first"
+            ))));
+        }
         let current = match b.store.get(&b.namespace, &key).await {
             Ok(current) => current,
             Err(error) => return Ok(Err(to_guest(&b.store.name, error))),
         };
-        Ok(Ok(self.http().table.push(Cas { bucket: b, key, current })?))
+        let cas = self.http().table.push(Cas { bucket: b, key, current })?;
+        self.open_swaps += 1;
+        Ok(Ok(cas))
     }
 
     async fn current(&mut self, cas: Resource<Cas>) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
@@ -170,6 +186,7 @@ impl atomics::HostCas for InstanceState {
 
     async fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
         self.http().table.delete(cas)?;
+        self.open_swaps = self.open_swaps.saturating_sub(1);
         Ok(())
     }
 }

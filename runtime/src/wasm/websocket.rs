@@ -121,6 +121,7 @@ pub(super) fn loading_mount(module: &Arc<str>) -> Arc<MountIdentity> {
         grants: Default::default(),
         granted_dirs: Default::default(),
         stores: Default::default(),
+        store_refusal_logged: Default::default(),
         metrics: None,
         websockets: None,
         links: None,

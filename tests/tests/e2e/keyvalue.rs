@@ -264,7 +264,9 @@ async fn two_nodes_behind_haproxy_share_redis_and_lose_no_acknowledged_increment
         let (client, url) = (client.clone(), url("failover"));
         tokio::spawn(async move { post_many(&client, &url, 10_000, 200).await })
     };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while read_counter(&client, &url("failover")).await < 3000 {
+        assert!(std::time::Instant::now() < deadline && !load.is_finished(), "the load never reached 3,000");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     two.kill();
@@ -272,6 +274,8 @@ async fn two_nodes_behind_haproxy_share_redis_and_lose_no_acknowledged_increment
     let stored = read_counter(&client, &url("failover")).await;
     let acknowledged = tally.values.len() as i64;
     assert!(stored >= acknowledged, "acknowledged {acknowledged} increments but the store holds {stored}");
+    let highest = tally.values.iter().copied().max().unwrap_or(0);
+    assert!(stored >= highest, "a client saw {highest} acknowledged but the store holds {stored}");
     assert!(stored <= 10_000, "{stored} counted from 10,000 requests");
     assert!(tally.failed < 1000, "{} requests failed: HAProxy should move traffic to the live node", tally.failed);
     assert!(tally.values.iter().copied().collect::<BTreeSet<_>>().len() == tally.values.len(), "no value twice");

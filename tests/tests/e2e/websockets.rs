@@ -176,6 +176,49 @@ finish(main)
     wait_for_log(&["module=http_ws_echo", "closed with 1011"]).await;
 }
 
+/// Two nodes sharing a Redis store are one room: what was said on one is
+/// shown to whoever joins the other, and `/who` counts both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_room_spans_two_nodes_through_a_shared_store() {
+    let redis = canto_tests::daemons::RedisServer::start().await;
+    let site = format!(
+        "http_stores = {{ default = {{ backend = \"redis\"; url = \"{}\" }} }}\n\
+         http_module_grants = {{ ws_chat = {{ stores = {{ \"default\" }} }} }}\n\
+         VirtualHost \"chat.test\"\n    modules_enabled = {{ \"http_ws_chat\" }}\n",
+        redis.url()
+    );
+    let (a, b) = (TestServer::start(&site).await, TestServer::start(&site).await);
+    let seen = python(
+        a.addr.port(),
+        &format!(
+            r#"
+PORT_B = {}
+async def main():
+    async with ws("chat.test", "/ws_chat/") as alice:
+        await alice.recv()
+        await alice.send("/nick alice")
+        await alice.recv()
+        await alice.send("hello from a")
+        await alice.recv()
+        async with connect(f"ws://chat.test:{{PORT_B}}/ws_chat/", host="127.0.0.1") as bob:
+            lines = []
+            while not lines or lines[-1].startswith("* earlier"):
+                lines.append(await bob.recv())
+            out["bob_sees"] = lines
+            await bob.send("/who")
+            out["who"] = await bob.recv()
+finish(main)
+"#,
+            b.addr.port()
+        ),
+    )
+    .await;
+    let lines: Vec<&str> = seen["bob_sees"].as_array().unwrap().iter().filter_map(|l| l.as_str()).collect();
+    assert!(lines.contains(&"* earlier: <alice> hello from a"), "{seen}");
+    assert!(lines.last().unwrap().ends_with(" joined"), "{seen}");
+    assert_eq!(seen["who"], "* 1 here, 2 in the room", "{seen}");
+}
+
 /// The chat room: a broadcast to every connection of the module on the
 /// host, a nick kept in the connection's state between events (each runs
 /// in a fresh instance), and closes the module asks for.
