@@ -21,7 +21,7 @@
 //! retrying an increment after a 503 may count it twice.
 
 use canto_sdk::keyvalue::{atomics, batch, store};
-use canto_sdk::{IncomingRequest, ResponseOutparam, StreamError, context};
+use canto_sdk::{IncomingRequest, ResponseOutparam, context};
 
 mod metadata {
     wit_bindgen::generate!({
@@ -45,17 +45,11 @@ fn failed(out: ResponseOutparam, error: store::Error) {
     }
 }
 
+/// Values and batches it accepts (the store has its own limits too).
+const MAX_BODY: usize = 1 << 20;
+
 fn body(request: IncomingRequest) -> Option<Vec<u8>> {
-    let incoming = request.consume().ok()?;
-    let input = incoming.stream().ok()?;
-    let mut received = Vec::new();
-    loop {
-        match input.blocking_read(64 * 1024) {
-            Ok(chunk) => received.extend_from_slice(&chunk),
-            Err(StreamError::Closed) => return Some(received),
-            Err(StreamError::LastOperationFailed(_)) => return None,
-        }
-    }
+    canto_sdk::read_body(request, MAX_BODY)
 }
 
 fn open() -> Result<store::Bucket, store::Error> {

@@ -101,6 +101,25 @@ pub fn finish(body: OutgoingBody, stream: OutputStream) {
     let _ = OutgoingBody::finish(body, None);
 }
 
+/// Reads the whole request body, or `None` when there is none or the
+/// server cut it (too large, too slow: the server answers for it then)
+/// or it would pass `max_bytes`.
+pub fn read_body(request: IncomingRequest, max_bytes: usize) -> Option<Vec<u8>> {
+    let incoming = request.consume().ok()?;
+    let input = incoming.stream().ok()?;
+    let mut body = Vec::new();
+    loop {
+        match input.blocking_read(64 * 1024) {
+            Ok(chunk) => body.extend_from_slice(&chunk),
+            Err(StreamError::Closed) => return Some(body),
+            Err(StreamError::LastOperationFailed(_)) => return None,
+        }
+        if body.len() > max_bytes {
+            return None;
+        }
+    }
+}
+
 /// Writes all of `bytes`, waiting for the host to accept them.
 pub fn write_all(stream: &OutputStream, mut bytes: &[u8]) -> Result<(), StreamError> {
     while !bytes.is_empty() {
