@@ -30,14 +30,21 @@ pub(super) struct RedisStore {
 }
 
 fn failed(error: redis::RedisError) -> StoreError {
-    if error.is_io_error() || error.is_connection_refusal() || error.is_timeout() || error.is_connection_dropped() {
-        StoreError::Unavailable(format!("redis: {error}"))
+    let lost =
+        error.is_io_error() || error.is_connection_refusal() || error.is_timeout() || error.is_connection_dropped();
+    // Loading its data, a replica, a primary gone, a slot moving: Redis is
+    // there but cannot serve now, as when it is down.
+    let not_now = matches!(error.code(), Some("LOADING" | "READONLY" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN"));
+    let text = error.to_string();
+    if lost || not_now {
+        StoreError::Unavailable(format!("redis: {text}"))
     } else if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError)
-        && error.to_string().contains("not an integer")
+        && (text.contains("not an integer") || text.contains("overflow"))
     {
-        StoreError::NotANumber(format!("redis: {error}"))
+        // As SQLite answers: the value is no counter, or would overflow.
+        StoreError::NotANumber(format!("redis: {text}"))
     } else {
-        StoreError::Backend(format!("redis: {error}"))
+        StoreError::Backend(format!("redis: {text}"))
     }
 }
 

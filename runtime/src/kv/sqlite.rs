@@ -145,8 +145,15 @@ impl SqliteStore {
                     }
                     // Calls whose modules gave up are not worth a lock.
                     group.retain(|call| !call.abandoned());
-                    if !group.is_empty() {
-                        run_group(&connection, group);
+                    if group.is_empty() {
+                        continue;
+                    }
+                    // A panic costs its group's calls (their callers hear
+                    // "stopped"), not the store: the next group rolls back
+                    // whatever it left open.
+                    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_group(&connection, group)));
+                    if ran.is_err() {
+                        tracing::error!("store file {}: a call panicked; its group was not committed", path.display());
                     }
                 }
             })

@@ -163,6 +163,13 @@ async fn a_redis_store_that_goes_away_costs_its_module_a_503_until_it_returns() 
     assert_eq!(tally.failed, 0);
     assert_eq!(tally.values.iter().copied().collect::<BTreeSet<_>>(), (1..=500).collect());
 
+    // Overflow is the module's error, as on SQLite, not the store failing.
+    let big = server.url("redis.kv.test", "/counter/n/big?by=9223372036854775807");
+    assert_eq!(client.post(&big).send().await.unwrap().status(), 200);
+    let over = client.post(&big).send().await.unwrap();
+    assert_eq!(over.status(), 503);
+    assert!(over.text().await.unwrap().contains("overflow"));
+
     redis.stop();
     let started = std::time::Instant::now();
     let down = client.post(&url).send().await.unwrap();
@@ -197,6 +204,8 @@ async fn a_redis_store_that_goes_away_costs_its_module_a_503_until_it_returns() 
         "{metrics}"
     );
     assert!(count("canto_store_duration_seconds_count{store=\"shared\"}") >= 502.0, "{metrics}");
+    let overflowed = "canto_store_errors_total{store=\"shared\",operation=\"increment\",reason=\"not_a_number\"}";
+    assert_eq!(count(overflowed), 1.0, "{metrics}");
 }
 
 /// The same plugin directory for every node: the guest modules.
