@@ -201,7 +201,11 @@ impl Metrics {
     /// (timeout, unavailable, limit, not_a_number, backend).
     pub fn store_call(&self, store: &str, operation: &'static str, failure: Option<&'static str>, took: Duration) {
         let Ok(mut stores) = self.stores.lock() else { return };
-        let counts = stores.entry(store.to_string()).or_default();
+        // The store's name is allocated once, not on every call.
+        if !stores.contains_key(store) {
+            stores.insert(store.to_string(), StoreCounts::default());
+        }
+        let Some(counts) = stores.get_mut(store) else { return };
         *counts.operations.entry(operation).or_default() += 1;
         if let Some(reason) = failure {
             *counts.errors.entry((operation, reason)).or_default() += 1;

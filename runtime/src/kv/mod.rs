@@ -73,6 +73,14 @@ impl StoreError {
 /// `per_host` (the default), `store::` when hosts share it.
 pub type Namespace = Arc<str>;
 
+/// A key or value of `size` bytes against the store's `limit` on them.
+fn within(what: &str, size: usize, option: &str, limit: usize) -> Result<(), StoreError> {
+    if size > limit {
+        return Err(StoreError::Limit(format!("{what} of {size} bytes is over the store's {option} ({limit})")));
+    }
+    Ok(())
+}
+
 fn namespace(store: &str, host: Option<&str>) -> Namespace {
     let Some(host) = host else { return format!("{store}::").into() };
     let host = host.to_ascii_lowercase().replace('%', "%25").replace(':', "%3A");
@@ -193,25 +201,11 @@ impl Store {
     }
 
     fn check_key(&self, key: &str) -> Result<(), StoreError> {
-        if key.len() > self.config.max_key_size {
-            return Err(StoreError::Limit(format!(
-                "key of {} bytes is over the store's max_key_size ({})",
-                key.len(),
-                self.config.max_key_size
-            )));
-        }
-        Ok(())
+        within("key", key.len(), "max_key_size", self.config.max_key_size)
     }
 
     fn check_value(&self, value: &[u8]) -> Result<(), StoreError> {
-        if value.len() > self.config.max_value_size {
-            return Err(StoreError::Limit(format!(
-                "value of {} bytes is over the store's max_value_size ({})",
-                value.len(),
-                self.config.max_value_size
-            )));
-        }
-        Ok(())
+        within("value", value.len(), "max_value_size", self.config.max_value_size)
     }
 
     fn check_batch<'k>(&self, keys: impl ExactSizeIterator<Item = &'k str>) -> Result<(), StoreError> {

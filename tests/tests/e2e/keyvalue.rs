@@ -101,7 +101,7 @@ async fn concurrent_increments_and_swaps_all_count_in_the_default_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stores_are_granted_per_module_and_keys_kept_per_host() {
     let server = TestServer::start(
-        "http_stores = { shared = { backend = \"sqlite\"; path = \"shared.sqlite\"; per_host = false } }\n\
+        "http_stores = { shared = { backend = \"sqlite\"; path = \"shared.sqlite\"; per_host = false; max_value_size = 8 } }\n\
          http_module_grants = { counter = { stores = { \"default\", \"shared\" } } }\n\
          VirtualHost \"a.kv.test\"\n    modules_enabled = { \"http_counter\", \"http_whoami\" }\n\
          VirtualHost \"b.kv.test\"\n    modules_enabled = { \"http_counter\" }\n\
@@ -124,6 +124,17 @@ async fn stores_are_granted_per_module_and_keys_kept_per_host() {
     // `shared` says per_host = false: c and d count together.
     assert_eq!(read_counter(&client, &server.url("c.kv.test", "/counter/n/visits")).await, 7);
     assert_eq!(read_counter(&client, &server.url("d.kv.test", "/counter/n/visits")).await, 7);
+
+    // The store's limits are the module's errors, and nothing is stored.
+    let fits = client.put(server.url("c.kv.test", "/counter/n/note")).body("12345678").send().await.unwrap();
+    assert_eq!(fits.status(), 200);
+    let over = client.put(server.url("c.kv.test", "/counter/n/note")).body("123456789").send().await.unwrap();
+    assert_eq!(over.status(), 503);
+    assert_eq!(over.text().await.unwrap(), "store: value of 9 bytes is over the store's max_value_size (8)\n");
+    let long_key = format!("/counter/n/{}", "k".repeat(1025));
+    let refused = client.get(server.url("a.kv.test", &long_key)).send().await.unwrap();
+    assert!(refused.text().await.unwrap().contains("over the store's max_key_size (1024)"));
+    assert_eq!(server.get("d.kv.test", "/counter/n/note").await.text().await.unwrap(), "12345678\n");
 
     // Granted: opens. Declared but not granted to this module, or not
     // declared at all: refused, and the log says what to grant.
