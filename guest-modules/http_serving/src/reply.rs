@@ -81,11 +81,17 @@ pub struct RequestHeaders {
 
 impl From<&Fields> for RequestHeaders {
     fn from(fields: &Fields) -> Self {
+        // One host call for all of them: `entries` costs what one `get`
+        // does, and a request carries few headers.
+        let entries = fields.entries();
         // Repeated fields join with commas (RFC 9110 §5.3); one that is not
         // UTF-8 counts as absent, which errs towards a full response.
         let get = |name: &str| {
-            let values = fields.get(name);
-            let texts: Option<Vec<&str>> = values.iter().map(|v| std::str::from_utf8(v).ok()).collect();
+            let texts: Option<Vec<&str>> = entries
+                .iter()
+                .filter(|(field, _)| field.eq_ignore_ascii_case(name))
+                .map(|(_, value)| std::str::from_utf8(value).ok())
+                .collect();
             texts.filter(|t| !t.is_empty()).map(|t| t.join(", "))
         };
         RequestHeaders {
@@ -163,18 +169,21 @@ impl Reply {
     /// Sends the reply; for HEAD, the same head without the body.
     pub fn send(self, out: ResponseOutparam, head: bool) {
         let Reply { status, headers, body } = self;
-        let fields = Fields::new();
         let length = match &body {
             Body::File { .. } => None, // the server sets it
             _ => body.len().map(|len| ("content-length", len.to_string())),
         };
-        let refused =
-            headers.iter().chain(&length).find(|(name, value)| fields.append(name, value.as_bytes()).is_err());
-        if let Some((name, value)) = refused {
-            // Only a header value taken from the request (Location) can be refused.
-            log::log(log::Level::Warn, &format!("refused response header {name}: {value:?}"));
-            return Reply::text(500, "Internal server error\n").send(out, head);
-        }
+        // One host call for the whole head.
+        let list: Vec<(String, Vec<u8>)> =
+            headers.iter().chain(&length).map(|(name, value)| (name.to_string(), value.clone().into_bytes())).collect();
+        let fields = match Fields::from_list(&list) {
+            Ok(fields) => fields,
+            Err(error) => {
+                // Only a header value taken from the request (Location) can be refused.
+                log::log(log::Level::Warn, &format!("refused a response header ({error:?}): {headers:?}"));
+                return Reply::text(500, "Internal server error\n").send(out, head);
+            }
+        };
         if let Body::File { file, parts, trailer } = body {
             // Also for HEAD: the server sends the head, with the length, only.
             let parts: Vec<files::Part> = parts

@@ -15,15 +15,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use wasmtime::component::Resource;
+use wasmtime_wasi::filesystem::WasiFilesystemCtx;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use wasmtime_wasi_http::p2::types::HostResponseOutparam;
 use wasmtime_wasi_http::{FieldMap, WasiHttpView as _};
 
 use super::bindings::imports::canto::http::files::{Error, Host, HostFile, Kind, Metadata, Part};
+use super::file_cache::FileCache;
 use super::host_state::InstanceState;
 use crate::config::Grants;
 
@@ -39,35 +42,55 @@ const READ_INLINE: u64 = 64 * 1024;
 const RECHECK_MS: u64 = 1000;
 
 /// A mount's granted directories, each opened once, longest path first so
-/// that a nested grant wins.
-#[derive(Debug, Default)]
+/// that a nested grant wins; and WASI's preopens of the same directories,
+/// which each instance gets a copy of (no `open` per request).
+#[derive(Default)]
 pub struct GrantedDirs {
     dirs: Vec<GrantedDir>,
+    /// The grants in the operator's order, as WASI lists them to the guest.
+    preopen_order: Vec<(PathBuf, FsPerms)>,
+    preopens: ArcSwap<WasiFilesystemCtx>,
+    module: String,
+}
+
+impl std::fmt::Debug for GrantedDirs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrantedDirs").field("dirs", &self.dirs).finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
 struct GrantedDir {
     path: PathBuf,
+    read_only: bool,
     open: ArcSwapOption<OpenDir>,
     /// When the path was last compared with what is open, in ms since `epoch`.
     checked: AtomicU64,
     epoch: Instant,
 }
 
-/// A granted directory as opened, and which directory that was.
-#[derive(Debug)]
+/// A granted directory as opened, which directory that was, and (when
+/// the grant is read-only) its open-file cache.
 struct OpenDir {
     dir: File,
     identity: (u64, u64),
+    cache: Option<FileCache<Metadata>>,
+}
+
+impl std::fmt::Debug for OpenDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenDir").field("identity", &self.identity).finish_non_exhaustive()
+    }
 }
 
 impl GrantedDir {
-    fn new(path: &Path, module: &str) -> Self {
-        let open = OpenDir::open(path).map_err(|error| {
+    fn new(path: &Path, read_only: bool, module: &str) -> Self {
+        let open = OpenDir::open(path, read_only).map_err(|error| {
             tracing::error!(module, "granted directory {} is unavailable: {error}", path.display());
         });
         GrantedDir {
             path: path.to_path_buf(),
+            read_only,
             open: ArcSwapOption::new(open.ok().map(Arc::new)),
             checked: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -76,27 +99,31 @@ impl GrantedDir {
 
     /// The directory open now; at most once a second, one `stat` of the
     /// path says whether it still names that directory, and if not, the
-    /// one it names now is opened.
-    fn current(&self) -> Option<Arc<OpenDir>> {
+    /// one it names now is opened (and `true` says so).
+    fn current(&self) -> (Option<Arc<OpenDir>>, bool) {
         let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
         let checked = self.checked.load(Ordering::Relaxed);
         let due = now.saturating_sub(checked) >= RECHECK_MS;
+        let mut reopened = false;
         if due && self.checked.compare_exchange(checked, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
             let named = std::fs::metadata(&self.path).ok().map(|found| (found.dev(), found.ino()));
             let open = self.open.load();
             if named != open.as_ref().map(|open| open.identity) {
-                self.open.store(OpenDir::open(&self.path).ok().map(Arc::new));
+                self.open.store(OpenDir::open(&self.path, self.read_only).ok().map(Arc::new));
+                reopened = true;
             }
         }
-        self.open.load_full()
+        (self.open.load_full(), reopened)
     }
 }
 
 impl OpenDir {
-    fn open(path: &Path) -> std::io::Result<Self> {
+    fn open(path: &Path, read_only: bool) -> std::io::Result<Self> {
         let dir = cap_primitives::fs::open_ambient_dir(path, cap_primitives::ambient_authority())?;
         let found = dir.metadata()?;
-        Ok(OpenDir { dir, identity: (found.dev(), found.ino()) })
+        // Written directories change all the time: no cache there.
+        let cache = read_only.then(FileCache::default);
+        Ok(OpenDir { dir, identity: (found.dev(), found.ino()), cache })
     }
 }
 
@@ -104,10 +131,45 @@ impl GrantedDirs {
     /// Opens every directory in `grants`; one that cannot be opened is
     /// logged, and tried again as requests come.
     pub fn open(grants: &Grants, module: &str) -> Self {
+        let read = grants.read_dirs.iter().map(|path| GrantedDir::new(path, true, module));
         let mut dirs: Vec<GrantedDir> =
-            grants.read_dirs.iter().chain(&grants.write_dirs).map(|path| GrantedDir::new(path, module)).collect();
+            read.chain(grants.write_dirs.iter().map(|path| GrantedDir::new(path, false, module))).collect();
         dirs.sort_by_key(|granted| std::cmp::Reverse(granted.path.as_os_str().len()));
-        GrantedDirs { dirs }
+        let read = grants.read_dirs.iter().map(|dir| (dir.clone(), FsPerms::ReadOnly));
+        let preopen_order = read.chain(grants.write_dirs.iter().map(|dir| (dir.clone(), FsPerms::ReadWrite))).collect();
+        let granted = GrantedDirs { dirs, preopen_order, preopens: Default::default(), module: module.to_string() };
+        granted.preopens.store(Arc::new(granted.build_preopens()));
+        granted
+    }
+
+    /// WASI's preopens for a new instance: a copy of the mount's, which
+    /// are opened again only when a granted path names another directory
+    /// (checked at most once a second, as for `canto:http/files`).
+    pub fn wasi_filesystem(&self) -> WasiFilesystemCtx {
+        let mut reopened = false;
+        for granted in &self.dirs {
+            reopened |= granted.current().1;
+        }
+        if reopened {
+            self.preopens.store(Arc::new(self.build_preopens()));
+        }
+        WasiFilesystemCtx::clone(&self.preopens.load())
+    }
+
+    fn build_preopens(&self) -> WasiFilesystemCtx {
+        let mut wasi = WasiCtxBuilder::new();
+        for (dir, perms) in &self.preopen_order {
+            // Reads of granted files (a stat, a 64 KiB read from the page
+            // cache) cost less than a hand-off to tokio's blocking pool, so
+            // they run on the request's thread; writes and fsyncs, which
+            // can stall, still go to the pool. Captured per directory.
+            wasi.allow_blocking_current_thread(*perms == FsPerms::ReadOnly);
+            let guest_path = dir.to_string_lossy();
+            if let Err(error) = wasi.preopened_dir(dir, &*guest_path, *perms) {
+                tracing::error!(module = %self.module, "granted directory {} is unavailable: {error:#}", dir.display());
+            }
+        }
+        std::mem::take(wasi.build().filesystem())
     }
 
     /// The granted directory `path` lies in, and the rest of the path
@@ -116,7 +178,7 @@ impl GrantedDirs {
         self.dirs.iter().find_map(|granted| {
             let rest = Path::new(path).strip_prefix(&granted.path).ok()?;
             let rest = if rest.as_os_str().is_empty() { Path::new(".") } else { rest };
-            Some((granted.current(), rest))
+            Some((granted.current().0, rest))
         })
     }
 }
@@ -130,17 +192,38 @@ pub struct OpenFile {
 fn open(dirs: &GrantedDirs, path: &str) -> Result<OpenFile, Error> {
     let (dir, rest) = dirs.beneath(path).ok_or(Error::Forbidden)?;
     let dir = dir.ok_or(Error::NotFound)?;
+    if let Some(cache) = &dir.cache {
+        let describe = |file: &File| {
+            let metadata = describe(file)?;
+            let regular = metadata.kind == Kind::File;
+            Ok((metadata, regular))
+        };
+        if let Some(found) = cache.open(&dir.dir, rest, describe) {
+            let found = found.map_err(|error| open_error(&error))?;
+            return Ok(OpenFile { file: found.file, metadata: found.metadata });
+        }
+    }
     let mut options = cap_primitives::fs::OpenOptions::new();
     // Non-blocking: opening a FIFO must not wait for a writer.
     options.read(true)._cap_fs_ext_maybe_dir(true)._cap_fs_ext_nonblock(true);
-    let file = cap_primitives::fs::open(&dir.dir, rest, &options).map_err(|error| match error.kind() {
+    let file = cap_primitives::fs::open(&dir.dir, rest, &options).map_err(|error| open_error(&error))?;
+    let metadata = describe(&file).map_err(|_| Error::Failed)?;
+    Ok(OpenFile { file: Arc::new(file), metadata })
+}
+
+fn open_error(error: &std::io::Error) -> Error {
+    match error.kind() {
         std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory | std::io::ErrorKind::InvalidFilename => {
             Error::NotFound
         }
         std::io::ErrorKind::PermissionDenied => Error::Forbidden,
         _ => Error::Failed,
-    })?;
-    let found = file.metadata().map_err(|_| Error::Failed)?;
+    }
+}
+
+/// What a file is, from one `fstat`.
+fn describe(file: &File) -> std::io::Result<Metadata> {
+    let found = file.metadata()?;
     let kind = if found.is_file() {
         Kind::File
     } else if found.is_dir() {
@@ -148,15 +231,14 @@ fn open(dirs: &GrantedDirs, path: &str) -> Result<OpenFile, Error> {
     } else {
         Kind::Other
     };
-    let metadata = Metadata {
+    Ok(Metadata {
         kind,
         size: found.len(),
         modified_seconds: found.mtime(),
         modified_nanoseconds: u32::try_from(found.mtime_nsec()).unwrap_or(0),
         device: found.dev(),
         inode: found.ino(),
-    };
-    Ok(OpenFile { file: Arc::new(file), metadata })
+    })
 }
 
 impl Host for InstanceState {

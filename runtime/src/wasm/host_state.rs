@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::imports::canto::http::{context, log, metrics};
@@ -113,18 +113,6 @@ impl InstanceState {
         wasi.stdout(GuestOutput { mount: Arc::clone(&mount), stream: "stdout" });
         wasi.stderr(GuestOutput { mount: Arc::clone(&mount), stream: "stderr" });
         wasi.envs(&mount.grants.env);
-        let dirs = mount.grants.read_dirs.iter().map(|d| (d, FsPerms::ReadOnly));
-        for (dir, perms) in dirs.chain(mount.grants.write_dirs.iter().map(|d| (d, FsPerms::ReadWrite))) {
-            // Reads of granted files (a stat, a 64 KiB read from the page
-            // cache) cost less than a hand-off to tokio's blocking pool, so
-            // they run on the request's thread; writes and fsyncs, which
-            // can stall, still go to the pool. Captured per directory.
-            wasi.allow_blocking_current_thread(perms == FsPerms::ReadOnly);
-            let guest_path = dir.to_string_lossy();
-            if let Err(error) = wasi.preopened_dir(dir, &*guest_path, perms) {
-                tracing::error!(module = %mount.module, "granted directory {} is unavailable: {error:#}", dir.display());
-            }
-        }
         let store_limits = StoreLimitsBuilder::new()
             .memory_size(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX))
             .trap_on_grow_failure(true)
@@ -133,9 +121,11 @@ impl InstanceState {
         http.set_field_size_limit(usize::try_from(limits.max_header_bytes).unwrap_or(usize::MAX));
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
+        let mut wasi = wasi.build();
+        *wasi.filesystem() = mount.granted_dirs.wasi_filesystem();
         Self {
             table,
-            wasi: wasi.build(),
+            wasi,
             http,
             outbound: OutboundPolicy::new(Arc::clone(&mount.grants.outgoing)),
             limits: store_limits,

@@ -13,6 +13,7 @@
 
 mod bindings;
 pub mod engine;
+mod file_cache;
 pub mod files;
 mod host_state;
 mod invoke;

@@ -256,6 +256,87 @@ async fn a_replaced_file_is_never_served_stale_or_torn() {
     assert_eq!(revalidated.status(), 200, "the old validator no longer matches");
 }
 
+/// The open-file cache never answers for a file that changed: each change
+/// is followed at once (no sleep) by a request that must see it. The file
+/// is read twice first, so the second answer came from the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_files_follow_every_change_at_once() {
+    let dir = site();
+    let www = dir.path().join("www");
+    std::fs::create_dir_all(www.join("a/b")).unwrap();
+    let page = www.join("a/b/page.txt");
+    std::fs::write(&page, "one").unwrap();
+    std::fs::create_dir_all(www.join("real")).unwrap();
+    std::fs::write(www.join("real/linked.txt"), "through a link").unwrap();
+    // Relative: the sandbox refuses absolute symlinks.
+    std::os::unix::fs::symlink("real", www.join("link")).unwrap();
+    let server = TestServer::start(&files_config(&www, "")).await;
+    let client = server.client(&["files.test"]);
+    let fetch = |path: &'static str| {
+        let (client, url) = (client.clone(), server.url("files.test", path));
+        async move {
+            let response = client.get(&url).send().await.unwrap();
+            let (status, etag) = (response.status().as_u16(), header(&response, "etag"));
+            (status, etag, response.text().await.unwrap())
+        }
+    };
+    let cached = |path: &'static str| {
+        let fetch = fetch.clone();
+        async move {
+            let first = fetch(path).await;
+            assert_eq!(fetch(path).await, first, "the same answer twice");
+            first
+        }
+    };
+
+    let (status, etag, body) = cached("/files/a/b/page.txt").await;
+    assert_eq!((status, body.as_str()), (200, "one"));
+
+    // Rewritten in place, same size.
+    std::fs::write(&page, "two").unwrap();
+    let (_, etag_two, body) = fetch("/files/a/b/page.txt").await;
+    assert_eq!(body, "two", "a write is seen");
+    cached("/files/a/b/page.txt").await;
+
+    // Replaced by rename.
+    std::fs::write(www.join("a/b/.next"), "three!").unwrap();
+    std::fs::rename(www.join("a/b/.next"), &page).unwrap();
+    let (_, etag_three, body) = fetch("/files/a/b/page.txt").await;
+    assert_eq!(body, "three!", "a rename over it is seen");
+    cached("/files/a/b/page.txt").await;
+
+    // Only the modification time changes: a new validator.
+    let earlier = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options().write(true).open(&page).unwrap().set_modified(earlier).unwrap();
+    let (_, etag_touched, body) = fetch("/files/a/b/page.txt").await;
+    assert_eq!(body, "three!");
+    // (The first two may share a tag: same size, and written within the
+    // clock's granularity.)
+    assert_ne!(etag_two, etag_three, "a new size, a new tag");
+    assert_ne!(etag_three, etag_touched, "a new time, a new tag");
+    assert!(!etag.is_empty());
+    cached("/files/a/b/page.txt").await;
+
+    // A directory on the path moved away, then back.
+    std::fs::rename(www.join("a"), www.join("gone")).unwrap();
+    assert_eq!(fetch("/files/a/b/page.txt").await.0, 404, "a moved directory is seen");
+    std::fs::rename(www.join("gone"), www.join("a")).unwrap();
+    cached("/files/a/b/page.txt").await;
+
+    // Deleted.
+    std::fs::remove_file(&page).unwrap();
+    assert_eq!(fetch("/files/a/b/page.txt").await.0, 404, "a deletion is seen");
+
+    // Behind a symlink (not cached): a change of its target is seen too.
+    let (_, _, body) = cached("/files/link/linked.txt").await;
+    assert_eq!(body, "through a link");
+    std::fs::remove_file(www.join("link")).unwrap();
+    std::fs::create_dir_all(www.join("other")).unwrap();
+    std::fs::write(www.join("other/linked.txt"), "another target").unwrap();
+    std::os::unix::fs::symlink("other", www.join("link")).unwrap();
+    assert_eq!(fetch("/files/link/linked.txt").await.2, "another target", "a retargeted link is seen");
+}
+
 /// A release directory swapped under the granted name (a symlink renamed
 /// over the old one, as deployments do) is served within a second, without
 /// a reload.
