@@ -281,7 +281,6 @@ async fn cached_files_follow_every_change_at_once() {
         }
     };
     let cached = |path: &'static str| {
-        let fetch = fetch.clone();
         async move {
             let first = fetch(path).await;
             assert_eq!(fetch(path).await, first, "the same answer twice");
