@@ -41,9 +41,10 @@ pub fn raise_descriptor_limit() -> Option<u64> {
 
 /// How many connections may be open: `http_max_connections`, else what the
 /// descriptor limit leaves after the module pool (each instance may hold a
-/// granted directory open) and a reserve.
+/// file open), the open-file caches and a reserve.
 fn max_connections(limits: &ConnectionLimits, descriptors: Option<u64>, pool_size: u32) -> usize {
-    let room = descriptors.map(|d| d.saturating_sub(u64::from(pool_size).min(d / 4) + RESERVED_DESCRIPTORS));
+    let cached = crate::wasm::files::cached_descriptors(descriptors) as u64;
+    let room = descriptors.map(|d| d.saturating_sub(u64::from(pool_size).min(d / 4) + cached + RESERVED_DESCRIPTORS));
     match (limits.max_connections, room) {
         (Some(configured), Some(room)) if u64::from(configured) > room => {
             tracing::warn!(
@@ -471,10 +472,11 @@ mod tests {
 
     #[test]
     fn the_cap_stays_below_the_descriptor_limit() {
-        assert_eq!(max_connections(&limits(None), Some(1024), 1000), 1024 - 256 - 128);
-        assert_eq!(max_connections(&limits(None), Some(1 << 20), 1000), (1 << 20) - 1000 - 128);
+        // The pool, the open-file caches, the reserve.
+        assert_eq!(max_connections(&limits(None), Some(1024), 1000), 1024 - 256 - 128 - 128);
+        assert_eq!(max_connections(&limits(None), Some(1 << 20), 1000), (1 << 20) - 1000 - 1024 - 128);
         assert_eq!(max_connections(&limits(Some(100)), Some(1024), 1000), 100);
-        assert_eq!(max_connections(&limits(Some(5000)), Some(1024), 1000), 640);
+        assert_eq!(max_connections(&limits(Some(5000)), Some(1024), 1000), 512);
     }
 
     #[tokio::test]

@@ -64,6 +64,7 @@ impl Server {
             tracing::warn!("Configuration warning: {warning}");
         }
         let descriptors = connections::raise_descriptor_limit();
+        crate::wasm::files::limit_cached_descriptors(descriptors);
         let cap = connections::ConnectionCap::new(&config.connections, descriptors, config.limits.pool_size);
         tracing::info!(
             "accepting up to {} connections (open file limit {})",

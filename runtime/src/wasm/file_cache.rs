@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
@@ -23,6 +24,35 @@ use rustix::fs::{Mode, OFlags, ResolveFlags};
 /// Files a granted directory keeps open at most; past this, others are
 /// opened per request (each cached file holds a descriptor and a watch).
 const MAX_CACHED: usize = 256;
+
+/// Descriptors all caches together hold at most (files and watchers), or
+/// an eighth of the descriptor limit when that is less, so many mounts
+/// cannot crowd out connections: the connection cap leaves room for them.
+/// Past it a cache stops growing.
+const MAX_DESCRIPTORS: usize = 1024;
+static DESCRIPTORS: AtomicUsize = AtomicUsize::new(0);
+static BUDGET: AtomicUsize = AtomicUsize::new(MAX_DESCRIPTORS);
+
+/// The caches' share of a descriptor limit; the connection cap leaves it.
+pub fn budget_for(descriptor_limit: Option<u64>) -> usize {
+    let eighth = descriptor_limit.map(|limit| usize::try_from(limit / 8).unwrap_or(usize::MAX));
+    eighth.map_or(MAX_DESCRIPTORS, |eighth| eighth.min(MAX_DESCRIPTORS))
+}
+
+/// Sets the caches' budget for the process's descriptor limit.
+pub fn set_budget(descriptor_limit: Option<u64>) {
+    BUDGET.store(budget_for(descriptor_limit), Ordering::Relaxed);
+}
+
+/// Takes one descriptor from the server-wide budget, if any is left.
+fn take_descriptor() -> bool {
+    let budget = BUDGET.load(Ordering::Relaxed);
+    DESCRIPTORS.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| (held < budget).then_some(held + 1)).is_ok()
+}
+
+fn give_back_descriptors(count: usize) {
+    DESCRIPTORS.fetch_sub(count, Ordering::Relaxed);
+}
 
 /// Changes to a watched directory that can change what a path names.
 fn directory_changes() -> WatchFlags {
@@ -59,11 +89,19 @@ struct State<M> {
     /// whenever anything changes.
     watcher: Option<OwnedFd>,
     files: HashMap<PathBuf, CachedFile<M>>,
+    /// `openat2` is missing (Linux before 5.6): no caching at all.
+    unsupported: bool,
+}
+
+impl<M> Drop for State<M> {
+    fn drop(&mut self) {
+        self.forget_all();
+    }
 }
 
 impl<M: Clone> Default for FileCache<M> {
     fn default() -> Self {
-        FileCache { state: Mutex::new(State { watcher: None, files: HashMap::new() }) }
+        FileCache { state: Mutex::new(State { watcher: None, files: HashMap::new(), unsupported: false }) }
     }
 }
 
@@ -83,7 +121,7 @@ impl<M: Clone> FileCache<M> {
         if let Some(cached) = state.files.get(rest) {
             return Some(Ok(cached.clone()));
         }
-        if state.files.len() >= MAX_CACHED {
+        if state.unsupported || state.files.len() >= MAX_CACHED {
             return None;
         }
         // Watch the directories first: whatever changes after this is
@@ -95,6 +133,11 @@ impl<M: Clone> FileCache<M> {
         let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
         let file = match rustix::fs::openat2(dir, rest, flags, Mode::empty(), resolve) {
             Ok(fd) => File::from(fd),
+            Err(rustix::io::Errno::NOSYS) => {
+                state.unsupported = true;
+                state.forget_all();
+                return None;
+            }
             // A symlink on the path (ELOOP), or something only the usual
             // open can explain: leave it to that.
             Err(_) => return None,
@@ -104,8 +147,12 @@ impl<M: Clone> FileCache<M> {
             Err(error) => return Some(Err(error)),
         };
         let cached = CachedFile { file: Arc::new(file), metadata };
-        if regular && state.watch_file(&cached.file).is_ok() {
-            state.files.insert(rest.to_path_buf(), cached.clone());
+        if regular && take_descriptor() {
+            if state.watch_file(&cached.file).is_ok() {
+                state.files.insert(rest.to_path_buf(), cached.clone());
+            } else {
+                give_back_descriptors(1);
+            }
         }
         Some(Ok(cached))
     }
@@ -119,16 +166,31 @@ impl<M> State<M> {
         match rustix::io::read(watcher, &mut events) {
             Err(rustix::io::Errno::AGAIN) => {}
             // Events, or a watcher that no longer works: start over.
-            _ => {
-                self.watcher = None;
-                self.files.clear();
-            }
+            _ => self.forget_all(),
         }
+    }
+
+    /// Closes every cached file and the watcher, giving their descriptors
+    /// back to the budget.
+    fn forget_all(&mut self) {
+        let held = self.files.len() + usize::from(self.watcher.is_some());
+        self.files.clear();
+        self.watcher = None;
+        give_back_descriptors(held);
     }
 
     fn watcher(&mut self) -> std::io::Result<&OwnedFd> {
         if self.watcher.is_none() {
-            self.watcher = Some(inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)?);
+            if !take_descriptor() {
+                return Err(std::io::Error::other("the cache's descriptor budget is spent"));
+            }
+            match inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK) {
+                Ok(watcher) => self.watcher = Some(watcher),
+                Err(error) => {
+                    give_back_descriptors(1);
+                    return Err(error.into());
+                }
+            }
         }
         self.watcher.as_ref().ok_or_else(|| std::io::Error::other("no watcher"))
     }

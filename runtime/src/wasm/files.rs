@@ -30,6 +30,8 @@ use super::file_cache::FileCache;
 use super::host_state::InstanceState;
 use crate::config::Grants;
 
+pub use super::file_cache::{budget_for as cached_descriptors, set_budget as limit_cached_descriptors};
+
 /// Bytes read from a file at a time for a response body.
 const PIECE: u64 = 512 * 1024;
 /// Reads up to this size run on the request's thread (a page-cache copy

@@ -280,12 +280,10 @@ async fn cached_files_follow_every_change_at_once() {
             (status, etag, response.text().await.unwrap())
         }
     };
-    let cached = |path: &'static str| {
-        async move {
-            let first = fetch(path).await;
-            assert_eq!(fetch(path).await, first, "the same answer twice");
-            first
-        }
+    let cached = |path: &'static str| async move {
+        let first = fetch(path).await;
+        assert_eq!(fetch(path).await, first, "the same answer twice");
+        first
     };
 
     let (status, etag, body) = cached("/files/a/b/page.txt").await;
