@@ -9,7 +9,9 @@
 //! queue is read, and any event at all empties the cache, so a request
 //! that starts after a change returns sees it. Only paths without symlinks
 //! are cached (a symlink's target could change under a directory nobody
-//! watches); others are opened each time, as without a cache.
+//! watches), and only on local filesystems inotify sees every change of
+//! (ext4, XFS, Btrfs, tmpfs, …; not NFS or FUSE); others are opened each
+//! time, as without a cache.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -114,14 +116,14 @@ impl<M: Clone> FileCache<M> {
         &self,
         dir: &File,
         rest: &Path,
-        stat: impl FnOnce(&File) -> std::io::Result<(M, bool)>,
+        stat: impl Fn(&File) -> std::io::Result<(M, bool)>,
     ) -> Option<std::io::Result<CachedFile<M>>> {
         let Ok(mut state) = self.state.lock() else { return None };
         state.forget_if_changed();
         if let Some(cached) = state.files.get(rest) {
             return Some(Ok(cached.clone()));
         }
-        if state.unsupported || state.files.len() >= MAX_CACHED {
+        if state.unsupported || state.files.len() >= MAX_CACHED || !plain_relative(rest) {
             return None;
         }
         // Watch the directories first: whatever changes after this is
@@ -130,32 +132,71 @@ impl<M: Clone> FileCache<M> {
             return None;
         }
         let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
-        let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        let resolve =
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV;
         let file = match rustix::fs::openat2(dir, rest, flags, Mode::empty(), resolve) {
             Ok(fd) => File::from(fd),
-            Err(rustix::io::Errno::NOSYS) => {
+            // No openat2 (Linux before 5.6, or a seccomp filter).
+            Err(rustix::io::Errno::NOSYS | rustix::io::Errno::PERM) => {
                 state.unsupported = true;
                 state.forget_all();
                 return None;
             }
-            // A symlink on the path (ELOOP), or something only the usual
-            // open can explain: leave it to that.
+            // A symlink or a mount on the path, or something only the
+            // usual open can explain: leave it to that.
             Err(_) => return None,
         };
         let (metadata, regular) = match stat(&file) {
             Ok(found) => found,
             Err(error) => return Some(Err(error)),
         };
-        let cached = CachedFile { file: Arc::new(file), metadata };
-        if regular && take_descriptor() {
-            if state.watch_file(&cached.file).is_ok() {
-                state.files.insert(rest.to_path_buf(), cached.clone());
-            } else {
-                give_back_descriptors(1);
-            }
+        if !regular || !take_descriptor() {
+            return Some(Ok(CachedFile { file: Arc::new(file), metadata }));
         }
+        // Watched, then looked at again: a write between the first look
+        // and the watch would otherwise go unnoticed.
+        if state.watch_file(&file).is_err() {
+            give_back_descriptors(1);
+            return Some(Ok(CachedFile { file: Arc::new(file), metadata }));
+        }
+        let metadata = match stat(&file) {
+            Ok((metadata, true)) => metadata,
+            Ok((metadata, false)) => {
+                give_back_descriptors(1);
+                return Some(Ok(CachedFile { file: Arc::new(file), metadata }));
+            }
+            Err(error) => {
+                give_back_descriptors(1);
+                return Some(Err(error));
+            }
+        };
+        let cached = CachedFile { file: Arc::new(file), metadata };
+        state.files.insert(rest.to_path_buf(), cached.clone());
         Some(Ok(cached))
     }
+}
+
+/// Whether a cache on `dir` would see every change: a local filesystem
+/// whose changes all pass through this kernel.
+pub fn is_watchable(dir: &File) -> bool {
+    const LOCAL: [u64; 7] = [
+        0xEF53,      // ext2/3/4
+        0x5846_5342, // XFS
+        0x9123_683E, // Btrfs
+        0x0102_1994, // tmpfs
+        0xF2F5_2010, // F2FS
+        0x2FC1_2FC1, // ZFS
+        0x794C_7630, // overlayfs
+    ];
+    rustix::fs::fstatfs(dir).is_ok_and(|found| LOCAL.contains(&(found.f_type as u64)))
+}
+
+/// A path of plain names only: no `.`, `..`, empty or trailing component,
+/// so one file has one key and every watch stays beneath the grant.
+fn plain_relative(rest: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt as _;
+    let bytes = rest.as_os_str().as_bytes();
+    !bytes.is_empty() && bytes.split(|b| *b == b'/').all(|name| !name.is_empty() && name != b"." && name != b"..")
 }
 
 impl<M> State<M> {
@@ -175,7 +216,14 @@ impl<M> State<M> {
     fn forget_all(&mut self) {
         let held = self.files.len() + usize::from(self.watcher.is_some());
         self.files.clear();
-        self.watcher = None;
+        if let Some(watcher) = self.watcher.take() {
+            // Closing an inotify instance waits for the kernel to let go of
+            // its watches, which can take milliseconds: not on a worker.
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(move || drop(watcher))),
+                Err(_) => drop(watcher),
+            }
+        }
         give_back_descriptors(held);
     }
 

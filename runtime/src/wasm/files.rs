@@ -26,7 +26,7 @@ use wasmtime_wasi_http::p2::types::HostResponseOutparam;
 use wasmtime_wasi_http::{FieldMap, WasiHttpView as _};
 
 use super::bindings::imports::canto::http::files::{Error, Host, HostFile, Kind, Metadata, Part};
-use super::file_cache::FileCache;
+use super::file_cache::{self, FileCache};
 use super::host_state::InstanceState;
 use crate::config::Grants;
 
@@ -51,8 +51,16 @@ pub struct GrantedDirs {
     dirs: Vec<GrantedDir>,
     /// The grants in the operator's order, as WASI lists them to the guest.
     preopen_order: Vec<(PathBuf, FsPerms)>,
-    preopens: ArcSwap<WasiFilesystemCtx>,
+    preopens: ArcSwap<Preopens>,
     module: String,
+}
+
+/// WASI's preopens, and the directories open (for `canto:http/files`)
+/// when they were built: when those change, so do these.
+#[derive(Default)]
+struct Preopens {
+    built_with: Vec<Option<Arc<OpenDir>>>,
+    wasi: WasiFilesystemCtx,
 }
 
 impl std::fmt::Debug for GrantedDirs {
@@ -101,21 +109,19 @@ impl GrantedDir {
 
     /// The directory open now; at most once a second, one `stat` of the
     /// path says whether it still names that directory, and if not, the
-    /// one it names now is opened (and `true` says so).
-    fn current(&self) -> (Option<Arc<OpenDir>>, bool) {
+    /// one it names now is opened.
+    fn current(&self) -> Option<Arc<OpenDir>> {
         let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
         let checked = self.checked.load(Ordering::Relaxed);
         let due = now.saturating_sub(checked) >= RECHECK_MS;
-        let mut reopened = false;
         if due && self.checked.compare_exchange(checked, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
             let named = std::fs::metadata(&self.path).ok().map(|found| (found.dev(), found.ino()));
             let open = self.open.load();
             if named != open.as_ref().map(|open| open.identity) {
                 self.open.store(OpenDir::open(&self.path, self.read_only).ok().map(Arc::new));
-                reopened = true;
             }
         }
-        (self.open.load_full(), reopened)
+        self.open.load_full()
     }
 }
 
@@ -124,7 +130,7 @@ impl OpenDir {
         let dir = cap_primitives::fs::open_ambient_dir(path, cap_primitives::ambient_authority())?;
         let found = dir.metadata()?;
         // Written directories change all the time: no cache there.
-        let cache = read_only.then(FileCache::default);
+        let cache = (read_only && file_cache::is_watchable(&dir)).then(FileCache::default);
         Ok(OpenDir { dir, identity: (found.dev(), found.ino()), cache })
     }
 }
@@ -140,7 +146,8 @@ impl GrantedDirs {
         let read = grants.read_dirs.iter().map(|dir| (dir.clone(), FsPerms::ReadOnly));
         let preopen_order = read.chain(grants.write_dirs.iter().map(|dir| (dir.clone(), FsPerms::ReadWrite))).collect();
         let granted = GrantedDirs { dirs, preopen_order, preopens: Default::default(), module: module.to_string() };
-        granted.preopens.store(Arc::new(granted.build_preopens()));
+        let built_with = granted.dirs.iter().map(|granted| granted.current()).collect();
+        granted.preopens.store(Arc::new(Preopens { built_with, wasi: granted.build_preopens() }));
         granted
     }
 
@@ -148,14 +155,19 @@ impl GrantedDirs {
     /// are opened again only when a granted path names another directory
     /// (checked at most once a second, as for `canto:http/files`).
     pub fn wasi_filesystem(&self) -> WasiFilesystemCtx {
-        let mut reopened = false;
-        for granted in &self.dirs {
-            reopened |= granted.current().1;
+        let open: Vec<Option<Arc<OpenDir>>> = self.dirs.iter().map(|granted| granted.current()).collect();
+        let preopens = self.preopens.load();
+        let same = |a: &Option<Arc<OpenDir>>, b: &Option<Arc<OpenDir>>| match (a, b) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if open.len() == preopens.built_with.len() && open.iter().zip(&preopens.built_with).all(|(a, b)| same(a, b)) {
+            return preopens.wasi.clone();
         }
-        if reopened {
-            self.preopens.store(Arc::new(self.build_preopens()));
-        }
-        WasiFilesystemCtx::clone(&self.preopens.load())
+        let rebuilt = Arc::new(Preopens { built_with: open, wasi: self.build_preopens() });
+        self.preopens.store(Arc::clone(&rebuilt));
+        rebuilt.wasi.clone()
     }
 
     fn build_preopens(&self) -> WasiFilesystemCtx {
@@ -180,7 +192,7 @@ impl GrantedDirs {
         self.dirs.iter().find_map(|granted| {
             let rest = Path::new(path).strip_prefix(&granted.path).ok()?;
             let rest = if rest.as_os_str().is_empty() { Path::new(".") } else { rest };
-            Some((granted.current().0, rest))
+            Some((granted.current(), rest))
         })
     }
 }
