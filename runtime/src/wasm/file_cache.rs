@@ -91,7 +91,8 @@ struct State<M> {
     /// whenever anything changes.
     watcher: Option<OwnedFd>,
     files: HashMap<PathBuf, CachedFile<M>>,
-    /// `openat2` is missing (Linux before 5.6): no caching at all.
+    /// `openat2` is missing (Linux before 5.6) or refused (seccomp): no
+    /// caching at all.
     unsupported: bool,
 }
 
@@ -116,7 +117,7 @@ impl<M: Clone> FileCache<M> {
         &self,
         dir: &File,
         rest: &Path,
-        stat: impl Fn(&File) -> std::io::Result<(M, bool)>,
+        stat: impl FnOnce(&File) -> std::io::Result<(M, bool)>,
     ) -> Option<std::io::Result<CachedFile<M>>> {
         let Ok(mut state) = self.state.lock() else { return None };
         state.forget_if_changed();
@@ -146,32 +147,28 @@ impl<M: Clone> FileCache<M> {
             // usual open can explain: leave it to that.
             Err(_) => return None,
         };
+        // Watched before it is looked at: a write in between would
+        // otherwise go unnoticed.
+        let mut watched = take_descriptor();
+        if watched && state.watch_file(&file).is_err() {
+            give_back_descriptors(1);
+            watched = false;
+        }
         let (metadata, regular) = match stat(&file) {
             Ok(found) => found,
-            Err(error) => return Some(Err(error)),
-        };
-        if !regular || !take_descriptor() {
-            return Some(Ok(CachedFile { file: Arc::new(file), metadata }));
-        }
-        // Watched, then looked at again: a write between the first look
-        // and the watch would otherwise go unnoticed.
-        if state.watch_file(&file).is_err() {
-            give_back_descriptors(1);
-            return Some(Ok(CachedFile { file: Arc::new(file), metadata }));
-        }
-        let metadata = match stat(&file) {
-            Ok((metadata, true)) => metadata,
-            Ok((metadata, false)) => {
-                give_back_descriptors(1);
-                return Some(Ok(CachedFile { file: Arc::new(file), metadata }));
-            }
             Err(error) => {
-                give_back_descriptors(1);
+                if watched {
+                    give_back_descriptors(1);
+                }
                 return Some(Err(error));
             }
         };
         let cached = CachedFile { file: Arc::new(file), metadata };
-        state.files.insert(rest.to_path_buf(), cached.clone());
+        if watched && regular {
+            state.files.insert(rest.to_path_buf(), cached.clone());
+        } else if watched {
+            give_back_descriptors(1); // a directory or device: its watch only costs a spurious event
+        }
         Some(Ok(cached))
     }
 }

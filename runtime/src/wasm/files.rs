@@ -146,7 +146,7 @@ impl GrantedDirs {
         let read = grants.read_dirs.iter().map(|dir| (dir.clone(), FsPerms::ReadOnly));
         let preopen_order = read.chain(grants.write_dirs.iter().map(|dir| (dir.clone(), FsPerms::ReadWrite))).collect();
         let granted = GrantedDirs { dirs, preopen_order, preopens: Default::default(), module: module.to_string() };
-        let built_with = granted.dirs.iter().map(|granted| granted.current()).collect();
+        let built_with = granted.dirs.iter().map(GrantedDir::current).collect();
         granted.preopens.store(Arc::new(Preopens { built_with, wasi: granted.build_preopens() }));
         granted
     }
@@ -155,17 +155,16 @@ impl GrantedDirs {
     /// are opened again only when a granted path names another directory
     /// (checked at most once a second, as for `canto:http/files`).
     pub fn wasi_filesystem(&self) -> WasiFilesystemCtx {
-        let open: Vec<Option<Arc<OpenDir>>> = self.dirs.iter().map(|granted| granted.current()).collect();
         let preopens = self.preopens.load();
-        let same = |a: &Option<Arc<OpenDir>>, b: &Option<Arc<OpenDir>>| match (a, b) {
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            (None, None) => true,
-            _ => false,
+        let same = |granted: &GrantedDir, built: &Option<Arc<OpenDir>>| match (granted.current(), built) {
+            (Some(open), Some(built)) => Arc::ptr_eq(&open, built),
+            (open, built) => open.is_none() && built.is_none(),
         };
-        if open.len() == preopens.built_with.len() && open.iter().zip(&preopens.built_with).all(|(a, b)| same(a, b)) {
+        if self.dirs.iter().zip(&preopens.built_with).all(|(granted, built)| same(granted, built)) {
             return preopens.wasi.clone();
         }
-        let rebuilt = Arc::new(Preopens { built_with: open, wasi: self.build_preopens() });
+        let built_with = self.dirs.iter().map(GrantedDir::current).collect();
+        let rebuilt = Arc::new(Preopens { built_with, wasi: self.build_preopens() });
         self.preopens.store(Arc::clone(&rebuilt));
         rebuilt.wasi.clone()
     }
