@@ -3,10 +3,15 @@
 //! bounded memory, an epoch deadline, and every way a guest can fail turned
 //! into a [`WasmError`] rather than a panic.
 
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::FutureExt as _;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument as _;
 use wasmtime::{Store, Trap};
@@ -78,109 +83,118 @@ impl Invocation {
         let outparam = store.data_mut().http().new_response_outparam(sender).map_err(failed)?;
 
         // The guest keeps running after it sets the response head, to stream
-        // the body, so it lives in its own task.
+        // the body.
         let proxy_pre = module.proxy.clone();
         let guest_name = module.name.clone();
-        let guest = tokio::spawn(
-            async move {
-                let call = async {
-                    let proxy = match ready {
-                        Some(proxy) => proxy,
-                        None => proxy_pre.instantiate_async(&mut store).await?,
-                    };
-                    proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await?;
-                    Ok::<_, wasmtime::Error>(proxy)
+        let guest = async move {
+            let call = async {
+                let proxy = match ready {
+                    Some(proxy) => proxy,
+                    None => proxy_pre.instantiate_async(&mut store).await?,
                 };
-                // Dropping the call drops the store: the instance is gone, and
-                // a body it was streaming ends early.
-                let outcome = tokio::time::timeout(wall_timeout, call).await;
-                if outcome.is_err() {
-                    tracing::warn!(module = %guest_name, "module stopped after {wall_timeout:?} of wall-clock time");
-                }
-                let parked = store.data_mut().parked.take();
-                // The request is done with its links: a parked one wakes
-                // only once they are let go.
-                store.data_mut().held.clear();
-                let outcome = match (outcome, reuse) {
-                    // Only an instance that finished cleanly, and let go of
-                    // everything of this request, serves again.
-                    (Ok(Ok(proxy)), Some(idle)) if !store.data_mut().holds_request_state() => {
-                        idle.put_back(ReadyInstance { store, proxy, served: served + 1 });
-                        Ok(Ok(parked))
-                    }
-                    (outcome, _) => {
-                        // Free the instance's pool slot before the permits that count it.
-                        drop(store);
-                        outcome.map(|called| called.map(|_| parked))
-                    }
-                };
-                drop(permits);
-                outcome
+                proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await?;
+                Ok::<_, wasmtime::Error>(proxy)
+            };
+            // Dropping the call drops the store: the instance is gone, and
+            // a body it was streaming ends early.
+            let outcome = tokio::time::timeout(wall_timeout, call).await;
+            if outcome.is_err() {
+                tracing::warn!(module = %guest_name, "module stopped after {wall_timeout:?} of wall-clock time");
             }
-            .in_current_span(),
-        );
-        // If the client goes away before the response head, stop the guest
-        // rather than let it hold its permits until the wall-clock deadline.
-        let mut guest = AbortOnDrop(Some(guest));
+            let parked = store.data_mut().parked.take();
+            // The request is done with its links: a parked one wakes
+            // only once they are let go.
+            store.data_mut().held.clear();
+            let outcome = match (outcome, reuse) {
+                // Only an instance that finished cleanly, and let go of
+                // everything of this request, serves again.
+                (Ok(Ok(proxy)), Some(idle)) if !store.data_mut().holds_request_state() => {
+                    idle.put_back(ReadyInstance { store, proxy, served: served + 1 });
+                    Ok(Ok(parked))
+                }
+                (outcome, _) => {
+                    // Free the instance's pool slot before the permits that count it.
+                    drop(store);
+                    outcome.map(|called| called.map(|_| parked))
+                }
+            };
+            drop(permits);
+            outcome
+        }
+        .in_current_span();
+        // A panic in host code fails this request, as it would a task.
+        let mut guest: GuestTask = Box::pin(AssertUnwindSafe(guest).catch_unwind());
 
-        match receiver.await {
-            Ok(Ok(response)) => {
-                guest.detach(); // it streams the body from here on
+        // Run the guest right here until it sets the response head or ends:
+        // most modules do both in one go, and a task of their own would cost
+        // a spawn and a wake-up per request. Dropping this future (the client
+        // went away first) drops the guest with it.
+        let mut receiver = receiver;
+        let first = std::future::poll_fn(|cx| {
+            if let Poll::Ready(head) = Pin::new(&mut receiver).poll(cx) {
+                return Poll::Ready(First::Head(head.ok()));
+            }
+            guest.as_mut().poll(cx).map(First::Ended)
+        })
+        .await;
+        let (head, ended) = match first {
+            First::Head(head) => (head, None),
+            First::Ended(ended) => (receiver.try_recv().ok(), Some(ended)),
+        };
+        match head {
+            Some(Ok(response)) => {
+                if ended.is_none() {
+                    // It streams the body from here on, in a task of its own.
+                    tokio::spawn(guest);
+                }
                 Ok(Answered::Now(limit_body(response, max_response_bytes, module.name.clone())))
             }
-            Ok(Err(code)) => Err(WasmError::ErrorResponse { module: module.name.clone(), code: format!("{code:?}") }),
+            Some(Err(code)) => Err(WasmError::ErrorResponse { module: module.name.clone(), code: format!("{code:?}") }),
             // The response slot was dropped unset: parked, or find out why.
-            Err(_) => why_no_response(guest.take(), &module.name).await.map(Answered::Parked),
+            None => {
+                let ended = match ended {
+                    Some(ended) => ended,
+                    None => guest.await,
+                };
+                why_no_response(ended, &module.name).map(Answered::Parked)
+            }
         }
     }
 }
 
-/// Why a guest ended without setting a response, from how its task ended:
-/// it parked the request, or it failed.
-async fn why_no_response(
-    task: Option<tokio::task::JoinHandle<GuestOutcome>>,
+/// The guest's run, boxed so that it can move to a task of its own once
+/// the response head is out.
+type GuestTask = Pin<Box<dyn Future<Output = std::thread::Result<GuestOutcome>> + Send>>;
+
+/// What happened first: the response head was set (`None`: its slot was
+/// dropped unset), or the guest ended.
+enum First<H> {
+    Head(Option<H>),
+    Ended(std::thread::Result<GuestOutcome>),
+}
+
+/// Why a guest ended without setting a response, from how it ended: it
+/// parked the request, or it failed.
+fn why_no_response(
+    ended: std::thread::Result<GuestOutcome>,
     module: &Arc<str>,
 ) -> Result<super::link_registry::Parked, WasmError> {
-    let Some(task) = task else { return Err(WasmError::NoResponse { module: module.clone() }) };
     let timed_out = |limit| WasmError::Timeout { module: module.clone(), limit };
-    Err(match task.await {
+    Err(match ended {
         Ok(Ok(Ok(Some(parked)))) => return Ok(parked),
         Ok(Ok(Ok(None))) => WasmError::NoResponse { module: module.clone() },
         Ok(Ok(Err(cause))) if cause.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => timed_out("CPU time"),
         Ok(Ok(Err(cause))) => WasmError::Failed { module: module.clone(), cause },
         Ok(Err(_elapsed)) => timed_out("wall-clock time"),
-        Err(join) => WasmError::Failed {
-            module: module.clone(),
-            cause: wasmtime::Error::msg(format!("guest task failed: {join}")),
-        },
+        Err(_panic) => {
+            WasmError::Failed { module: module.clone(), cause: wasmtime::Error::msg("the guest's host code panicked") }
+        }
     })
 }
 
 /// How a guest task ended: past its wall-clock time, or with the call's
 /// result (and the request, if it parked it).
 type GuestOutcome = Result<wasmtime::Result<Option<super::link_registry::Parked>>, tokio::time::error::Elapsed>;
-
-/// A guest task that is aborted if dropped before it is detached.
-struct AbortOnDrop<T>(Option<tokio::task::JoinHandle<T>>);
-
-impl<T> AbortOnDrop<T> {
-    fn detach(&mut self) {
-        self.0 = None;
-    }
-
-    /// The task itself, to await to its end.
-    fn take(&mut self) -> Option<tokio::task::JoinHandle<T>> {
-        self.0.take()
-    }
-}
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        if let Some(handle) = self.0.take() {
-            handle.abort();
-        }
-    }
-}
 
 /// Caps the bytes a module's response body may carry; past the cap the
 /// body fails, which aborts the response rather than sending it whole.
