@@ -34,6 +34,7 @@ pub mod kv;
 pub mod metrics;
 pub mod proxy;
 pub mod routing;
+pub mod sendfile;
 pub mod server;
 pub mod telemetry;
 pub mod tls;

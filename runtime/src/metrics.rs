@@ -35,6 +35,8 @@ pub struct Metrics {
     modules: Mutex<BTreeMap<String, ModuleCounts>>,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
+    file_bytes_sendfile: AtomicU64,
+    file_bytes_read: AtomicU64,
     stores: Mutex<BTreeMap<String, StoreCounts>>,
 }
 
@@ -216,6 +218,13 @@ impl Metrics {
         counts.duration_nanos += took.as_nanos() as u64;
     }
 
+    /// File body bytes handed to the connection: placeholders `sendfile`
+    /// sends from the page cache, or bytes read into memory.
+    pub fn file_body_sent(&self, by_sendfile: bool, bytes: u64) {
+        let counter = if by_sendfile { &self.file_bytes_sendfile } else { &self.file_bytes_read };
+        counter.fetch_add(bytes, Relaxed);
+    }
+
     pub fn reload(&self, succeeded: bool) {
         let counter = if succeeded { &self.reloads_ok } else { &self.reloads_failed };
         counter.fetch_add(1, Relaxed);
@@ -344,6 +353,16 @@ impl Metrics {
                     total(label(&[("direction", "out")]), self.websocket_messages_out.load(Relaxed)),
                 ],
             ),
+            Family {
+                name: "canto_file_body_bytes",
+                help: "Bytes of file bodies sent, by how: sendfile (from the page cache, plain HTTP/1.x) or read (into memory first: TLS, HTTP/2).",
+                kind: Kind::Counter,
+                unit: "bytes",
+                samples: vec![
+                    total(label(&[("how", "sendfile")]), self.file_bytes_sendfile.load(Relaxed)),
+                    total(label(&[("how", "read")]), self.file_bytes_read.load(Relaxed)),
+                ],
+            },
             counter(
                 "canto_tls_handshakes",
                 "TLS handshakes, by result.",

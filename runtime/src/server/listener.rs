@@ -20,6 +20,7 @@ use super::connections::{Activity, ConnectionCap, InFlightBody, Quiet, Watched};
 use super::last_word::LastWord;
 use super::mounts::ServerState;
 use super::pipeline::{self, ConnectionInfo};
+use crate::sendfile::{SendfileQueue, SendfileStream};
 use crate::tls::HttpsAcceptor;
 
 /// A client that has not finished sending its request head by then is
@@ -193,13 +194,15 @@ async fn accept_loop(
                     let _ = stream.set_nodelay(true);
                     let (state, stop, alive) = (Arc::clone(&state), stop.clone(), alive.clone());
                     let activity = Activity::new();
-                    let stream = Watched::new(stream, Arc::clone(&activity));
+                    // Plain-text connections send file bodies with sendfile.
+                    let sendfile = tls.is_none().then(|| Arc::new(SendfileQueue::default()));
+                    let stream = Watched::new(SendfileStream::new(stream, sendfile.clone()), Arc::clone(&activity));
                     // Every log line of this connection and its requests carries it.
                     let span = tracing::info_span!("connection", client.addr = %peer);
                     match &tls {
                         None => {
                             let connection =
-                                ConnectionInfo { peer, secure: false, activity: Arc::clone(&activity), live: Arc::clone(&state) };
+                                ConnectionInfo { peer, secure: false, activity: Arc::clone(&activity), live: Arc::clone(&state), sendfile };
                             let serving = serve_connection(stream, connection, stop, (alive, permit));
                             tokio::spawn(serving.instrument(span));
                         }
@@ -227,6 +230,7 @@ async fn accept_loop(
                                             secure: true,
                                             activity: Arc::clone(&activity),
                                             live: Arc::clone(&state),
+                                            sendfile: None,
                                         };
                                         serve_connection(stream, connection, stop, (alive, permit)).await;
                                     }
@@ -345,6 +349,9 @@ fn http_builder(limits: &crate::config::ConnectionLimits) -> auto::Builder<Tokio
         // hyper restarts this timer whenever it waits for a head, between
         // keep-alive requests too: never shorter than the idle timeout.
         .header_read_timeout(HEADER_READ_TIMEOUT.max(limits.idle_timeout))
+        // Body chunks queued as they are, never copied into hyper's buffer:
+        // sendfile's placeholders are recognised by address.
+        .writev(true)
         .max_buf_size(limits.max_header_bytes as usize);
     // RFC 8441: WebSockets as HTTP/2 streams.
     builder.http2().max_header_list_size(limits.max_header_bytes).enable_connect_protocol();

@@ -55,6 +55,9 @@ pub struct ConnectionInfo {
     /// The server's state as reloads replace it (a WebSocket outlives the
     /// state its upgrade saw).
     pub live: Arc<arc_swap::ArcSwap<ServerState>>,
+    /// Where file bodies queue ranges for `sendfile`: plain-text
+    /// connections only (TLS must see the bytes).
+    pub sendfile: Option<Arc<crate::sendfile::SendfileQueue>>,
 }
 
 /// Which client, host and module a request reached, for the access log.
@@ -230,6 +233,9 @@ async fn dispatch(
         client_ip: client.ip,
         secure: client.secure,
         raw_path_with_query,
+        // HTTP/2 frames body bytes itself: only HTTP/1.x writes them as they are.
+        sendfile: connection.sendfile.clone().filter(|_| request.version() <= http::Version::HTTP_11),
+        metrics: Arc::clone(&state.metrics),
     };
     let head = request.method() == http::Method::HEAD;
     let mut response = run_module(state, mount, request, facts).await?;

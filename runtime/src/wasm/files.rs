@@ -1,8 +1,9 @@
 //! The host side of `canto:http/files`: the directories granted to a mount,
 //! opened once when it is mounted; files opened beneath them as WASI's
 //! filesystem opens them (neither `..` nor a symlink leaves a grant); and
-//! response bodies the server reads from those files in large pieces,
-//! without the bytes passing through the module's memory.
+//! response bodies the server sends from those files without the bytes
+//! passing through the module's memory: with `sendfile` on plain-text
+//! HTTP/1.x ([`crate::sendfile`]), else read in large pieces.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -27,8 +28,10 @@ use wasmtime_wasi_http::{FieldMap, WasiHttpView as _};
 
 use super::bindings::imports::canto::http::files::{Error, Host, HostFile, Kind, Metadata, Part};
 use super::file_cache::{self, FileCache};
-use super::host_state::InstanceState;
+use super::host_state::{InstanceState, RequestFacts};
 use crate::config::Grants;
+use crate::metrics::Metrics;
+use crate::sendfile::{MAX_PLACEHOLDER, SendfileQueue};
 
 pub use super::file_cache::{budget_for as cached_descriptors, set_budget as limit_cached_descriptors};
 
@@ -290,7 +293,7 @@ impl Host for InstanceState {
             wasmtime::bail!("files.respond: status {status} has no body");
         }
         let status = http::StatusCode::from_u16(status)?;
-        let body = FileBody::new(file.file, parts, trailer);
+        let body = FileBody::new(file.file, parts, trailer, self.facts.as_ref());
         let mut response = hyper::Response::new(http_body_util::BodyExt::boxed_unsync(body));
         *response.status_mut() = status;
         *response.headers_mut() = (*headers).clone();
@@ -327,16 +330,30 @@ enum Piece {
     Range { start: u64, length: u64 },
 }
 
-/// A response body read from an open file, a piece at a time.
+/// A response body from an open file, a piece at a time: read into memory,
+/// or, on a connection that can, sent by the kernel from the page cache
+/// ([`SendfileQueue`]).
 struct FileBody {
     file: Arc<File>,
     pieces: VecDeque<Piece>,
     left: u64,
-    reading: Option<tokio::task::JoinHandle<std::io::Result<Bytes>>>,
+    sendfile: Option<Arc<SendfileQueue>>,
+    /// Where the bytes sent are counted, by how.
+    metrics: Option<Arc<Metrics>>,
+    /// A large piece (start, length) being read, or brought into the page
+    /// cache to be sent from there, on the blocking pool.
+    reading: Option<(tokio::task::JoinHandle<std::io::Result<Read>>, u64, u64)>,
+}
+
+/// A large piece, done on the blocking pool.
+enum Read {
+    Bytes(Bytes),
+    /// In the page cache, to be sent from there.
+    Cached,
 }
 
 impl FileBody {
-    fn new(file: Arc<File>, parts: Vec<Part>, trailer: Vec<u8>) -> Self {
+    fn new(file: Arc<File>, parts: Vec<Part>, trailer: Vec<u8>, facts: Option<&RequestFacts>) -> Self {
         let mut pieces = VecDeque::new();
         for Part { header, start, length } in parts {
             pieces.push_back(Piece::Bytes(header.into()));
@@ -354,19 +371,31 @@ impl FileBody {
                 Piece::Range { length, .. } => *length,
             })
             .sum();
-        FileBody { file, pieces, left, reading: None }
+        let sendfile = facts.and_then(|facts| facts.sendfile.clone());
+        let metrics = facts.map(|facts| Arc::clone(&facts.metrics));
+        FileBody { file, pieces, left, sendfile, metrics, reading: None }
     }
 
-    /// Takes the next piece to read from the front range, advancing it.
-    fn next_read(&mut self) -> Option<(u64, u64)> {
+    /// Takes the next piece to send from the front range, advancing it.
+    fn next_piece(&mut self) -> Option<(u64, u64)> {
+        let most = if self.sendfile.is_some() { MAX_PLACEHOLDER as u64 } else { PIECE };
         let Some(Piece::Range { start, length }) = self.pieces.front_mut() else { return None };
-        let read = (*start, (*length).min(PIECE));
-        *start += read.1;
-        *length -= read.1;
+        let piece = (*start, (*length).min(most));
+        *start += piece.1;
+        *length -= piece.1;
         if *length == 0 {
             self.pieces.pop_front();
         }
-        Some(read)
+        Some(piece)
+    }
+
+    /// The chunk that sends `length` bytes at `start`: a placeholder the
+    /// connection sends with `sendfile`, or the bytes themselves.
+    fn chunk(&self, start: u64, length: u64) -> std::io::Result<Bytes> {
+        match &self.sendfile {
+            Some(queue) => Ok(queue.placeholder(Arc::clone(&self.file), start, length as usize)),
+            None => read_at(&self.file, start, length),
+        }
     }
 }
 
@@ -377,16 +406,53 @@ fn read_at(file: &File, start: u64, length: u64) -> std::io::Result<Bytes> {
     Ok(buffer.into())
 }
 
+/// Whether a range looks to be in the page cache, so that sending it will
+/// not wait for the disk: its first and last bytes are (`RWF_NOWAIT` reads
+/// fail otherwise). Files are read ahead in order, so a range with both
+/// ends cached nearly always is whole.
+fn is_cached(file: &File, start: u64, length: u64) -> bool {
+    let cached = |at: u64| {
+        let mut byte = [0u8; 1];
+        let mut buffer = [std::io::IoSliceMut::new(&mut byte)];
+        matches!(rustix::io::preadv2(file, &mut buffer, at, rustix::io::ReadWriteFlags::NOWAIT), Ok(1))
+    };
+    length > 0 && cached(start) && cached(start + length - 1)
+}
+
+/// Brings `length` bytes at `start` into the page cache, so that sending
+/// them does not wait for the disk: `sendfile` to /dev/null reads them in
+/// and drops them without copying.
+fn bring_into_cache(file: &File, mut start: u64, length: u64) -> std::io::Result<()> {
+    static DEV_NULL: std::sync::OnceLock<Option<File>> = std::sync::OnceLock::new();
+    let Some(null) = DEV_NULL.get_or_init(|| File::options().write(true).open("/dev/null").ok()) else {
+        return Ok(()); // then sending may wait for the disk
+    };
+    let end = start.saturating_add(length);
+    while start < end {
+        let want = usize::try_from(end - start).unwrap_or(usize::MAX);
+        if rustix::fs::sendfile(null, file, Some(&mut start), want)? == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the file shrank"));
+        }
+    }
+    Ok(())
+}
+
 impl Body for FileBody {
     type Data = Bytes;
     type Error = wasmtime_wasi_http::Error;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        let read = if let Some(reading) = this.reading.as_mut() {
+        let chunk = if let Some((reading, start, length)) = this.reading.as_mut() {
             let done = ready!(Pin::new(reading).poll(cx));
+            let (start, length) = (*start, *length);
             this.reading = None;
-            done.unwrap_or_else(|join| Err(std::io::Error::other(join)))
+            match done.unwrap_or_else(|join| Err(std::io::Error::other(join))) {
+                // Registered only now that it is the next chunk out.
+                Ok(Read::Cached) => this.chunk(start, length),
+                Ok(Read::Bytes(bytes)) => Ok(bytes),
+                Err(error) => Err(error),
+            }
         } else {
             match this.pieces.front() {
                 None => return Poll::Ready(None),
@@ -397,18 +463,27 @@ impl Body for FileBody {
                 }
                 Some(Piece::Range { .. }) => {}
             }
-            let Some((start, length)) = this.next_read() else { return Poll::Ready(None) };
-            if length <= READ_INLINE {
-                read_at(&this.file, start, length)
+            let Some((start, length)) = this.next_piece() else { return Poll::Ready(None) };
+            let in_cache = || this.sendfile.is_some() && is_cached(&this.file, start, length);
+            if length <= READ_INLINE || in_cache() {
+                this.chunk(start, length)
             } else {
                 let file = Arc::clone(&this.file);
-                this.reading = Some(tokio::task::spawn_blocking(move || read_at(&file, start, length)));
+                let sendfile = this.sendfile.is_some();
+                let reading = tokio::task::spawn_blocking(move || match sendfile {
+                    true => bring_into_cache(&file, start, length).map(|()| Read::Cached),
+                    false => read_at(&file, start, length).map(Read::Bytes),
+                });
+                this.reading = Some((reading, start, length));
                 return self.poll_frame(cx);
             }
         };
-        match read {
+        match chunk {
             Ok(bytes) => {
                 this.left -= bytes.len() as u64;
+                if let Some(metrics) = &this.metrics {
+                    metrics.file_body_sent(this.sendfile.is_some(), bytes.len() as u64);
+                }
                 Poll::Ready(Some(Ok(Frame::data(bytes))))
             }
             Err(error) => {

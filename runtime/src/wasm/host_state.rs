@@ -47,6 +47,11 @@ pub struct RequestFacts {
     /// The path and query exactly as the client sent them, before routing
     /// decoded and normalised the path.
     pub raw_path_with_query: Arc<str>,
+    /// Where file bodies queue ranges for `sendfile`, on a plain-text
+    /// HTTP/1.x connection.
+    pub sendfile: Option<Arc<crate::sendfile::SendfileQueue>>,
+    /// The server's metrics, for what the request's host calls count.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Which module on which host an instance belongs to; shared by all of its

@@ -198,6 +198,71 @@ async fn a_large_file_streams_through_a_small_module() {
     assert_eq!(received, SIZE);
 }
 
+/// On plain-text HTTP/1.1 the kernel sends file bodies from the page cache
+/// (sendfile): every byte arrives right, whole files and ranges, large
+/// ones in several pieces and partial writes; over HTTP/2, which frames the
+/// bytes itself, they are read as before. The metrics say which was used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_sent_with_sendfile_on_plain_http1() {
+    let dir = site();
+    let www = dir.path().join("www");
+    // Not zeros (a placeholder sent as is would pass), and longer than the
+    // 4 MiB one sendfile placeholder stands for.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let content: Vec<u8> = (0..9_000_123)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    std::fs::write(www.join("big.bin"), &content).unwrap();
+    let config = files_config(&www, "").replace("{ \"http_files\" }", "{ \"http_files\", \"http_openmetrics\" }");
+    let server = TestServer::start(&config).await;
+    let sent = || async {
+        let text = server.get("files.test", "/metrics").await.text().await.unwrap();
+        let value = |how: &str| -> u64 {
+            let prefix = format!("canto_file_body_bytes_total{{how=\"{how}\"}} ");
+            text.lines().find_map(|line| line.strip_prefix(prefix.as_str())).and_then(|v| v.parse().ok()).unwrap_or(0)
+        };
+        (value("sendfile"), value("read"))
+    };
+    let (before, read_before) = sent().await;
+
+    let http1 = server.client(&["files.test"]);
+    let whole = http1.get(server.url("files.test", "/files/big.bin")).send().await.unwrap();
+    assert_eq!(whole.version(), reqwest::Version::HTTP_11);
+    assert!(whole.bytes().await.unwrap() == content, "the whole file");
+    let range = |spec: &str| http1.get(server.url("files.test", "/files/big.bin")).header("range", spec).send();
+    let across = range("bytes=4194000-4195000").await.unwrap();
+    assert_eq!(across.status(), 206);
+    assert!(across.bytes().await.unwrap() == content[4_194_000..=4_195_000], "a range across pieces");
+    let parts = range("bytes=0-9,5000000-5000099,-50").await.unwrap();
+    assert_eq!(parts.status(), 206);
+    let body = parts.bytes().await.unwrap();
+    let mut from = 0;
+    for slice in [&content[..10], &content[5_000_000..5_000_100], &content[content.len() - 50..]] {
+        let at = body[from..].windows(slice.len()).position(|w| w == slice).expect("each part, in order");
+        from += at + slice.len();
+    }
+    assert_eq!(
+        http1.get(server.url("files.test", "/files/style.css")).send().await.unwrap().text().await.unwrap(),
+        CSS
+    );
+    let (after, read_after) = sent().await;
+    let expected = content.len() as u64 + 1001 + 160 + CSS.len() as u64;
+    assert_eq!(after - before, expected, "sent by sendfile");
+    assert_eq!(read_after, read_before, "nothing read into memory on HTTP/1.1");
+
+    let http2 = reqwest::Client::builder().http2_prior_knowledge().resolve("files.test", server.addr).build().unwrap();
+    let over_h2 = http2.get(server.url("files.test", "/files/big.bin")).send().await.unwrap();
+    assert_eq!(over_h2.version(), reqwest::Version::HTTP_2);
+    assert!(over_h2.bytes().await.unwrap() == content, "the whole file over HTTP/2");
+    let (last, read_last) = sent().await;
+    assert_eq!((last, read_last - read_after), (after, content.len() as u64), "HTTP/2 reads the file");
+}
+
 /// A file replaced while it is being downloaded (written aside, renamed
 /// over it, as deployments do): every response is one version whole, never
 /// a mix, and once replaced the new one is served, its validators new.
