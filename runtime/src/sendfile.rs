@@ -27,8 +27,10 @@ use rustix::net::SendFlags;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
-/// The longest file range one placeholder stands for.
-pub const MAX_PLACEHOLDER: usize = 4 << 20;
+/// The longest file range one placeholder stands for. Not longer than a
+/// read piece: a body's pace is judged by the chunks it hands hyper, so a
+/// longer one would make a slow client look slower than it is.
+pub const MAX_PLACEHOLDER: usize = 512 << 10;
 
 /// What placeholders are cut from. All zeros, so it costs no memory (it is
 /// never touched unless a placeholder escapes, which the stream refuses).
@@ -126,7 +128,13 @@ impl SendfileStream {
         };
         let sent = ready!(self.poll_write_with(cx, |socket| {
             let mut from = offset;
-            Ok(rustix::fs::sendfile(socket, &*file, Some(&mut from), placeholder.len())?)
+            match rustix::fs::sendfile(socket, &*file, Some(&mut from), placeholder.len()) {
+                // A filesystem that cannot splice its pages: read and write.
+                Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS | rustix::io::Errno::OPNOTSUPP) => {
+                    read_and_send(socket, &file, offset, placeholder.len())
+                }
+                sent => Ok(sent?),
+            }
         }))?;
         if sent == 0 {
             // The file is shorter than the length already promised.
@@ -136,6 +144,29 @@ impl SendfileStream {
             queue.lock().pop_front();
         }
         Poll::Ready(Ok(sent))
+    }
+}
+
+/// Sends up to 64 KiB of `file` at `offset` through memory, for files
+/// `sendfile` cannot send.
+fn read_and_send(socket: &TcpStream, file: &File, offset: u64, length: usize) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt as _;
+    let mut buffer = vec![0; length.min(64 << 10)];
+    let read = file.read_at(&mut buffer, offset)?;
+    if read == 0 {
+        return Ok(0);
+    }
+    // A short write is fine: hyper hands back the rest of the placeholder.
+    Ok(rustix::net::send(socket, &buffer[..read], SendFlags::empty())?)
+}
+
+impl Drop for SendfileStream {
+    fn drop(&mut self) {
+        // Ranges of a body cut short would keep their files open as long
+        // as anything holds the queue (an idle instance's request facts).
+        if let Some(queue) = &self.queue {
+            queue.lock().clear();
+        }
     }
 }
 

@@ -35,8 +35,9 @@ use crate::sendfile::{MAX_PLACEHOLDER, SendfileQueue};
 
 pub use super::file_cache::{budget_for as cached_descriptors, set_budget as limit_cached_descriptors};
 
-/// Bytes read from a file at a time for a response body.
-const PIECE: u64 = 512 * 1024;
+/// Bytes read (or handed to `sendfile`) from a file at a time for a
+/// response body.
+const PIECE: u64 = MAX_PLACEHOLDER as u64;
 /// Reads up to this size run on the request's thread (a page-cache copy
 /// costs less than a hand-off to the blocking pool); larger ones go there.
 const READ_INLINE: u64 = 64 * 1024;
@@ -378,9 +379,8 @@ impl FileBody {
 
     /// Takes the next piece to send from the front range, advancing it.
     fn next_piece(&mut self) -> Option<(u64, u64)> {
-        let most = if self.sendfile.is_some() { MAX_PLACEHOLDER as u64 } else { PIECE };
         let Some(Piece::Range { start, length }) = self.pieces.front_mut() else { return None };
-        let piece = (*start, (*length).min(most));
+        let piece = (*start, (*length).min(PIECE));
         *start += piece.1;
         *length -= piece.1;
         if *length == 0 {
@@ -409,7 +409,8 @@ fn read_at(file: &File, start: u64, length: u64) -> std::io::Result<Bytes> {
 /// Whether a range looks to be in the page cache, so that sending it will
 /// not wait for the disk: its first and last bytes are (`RWF_NOWAIT` reads
 /// fail otherwise). Files are read ahead in order, so a range with both
-/// ends cached nearly always is whole.
+/// ends cached nearly always is whole; if not, the send waits for at most
+/// one piece's reads, as a read of it inline would.
 fn is_cached(file: &File, start: u64, length: u64) -> bool {
     let cached = |at: u64| {
         let mut byte = [0u8; 1];
@@ -423,9 +424,14 @@ fn is_cached(file: &File, start: u64, length: u64) -> bool {
 /// them does not wait for the disk: `sendfile` to /dev/null reads them in
 /// and drops them without copying.
 fn bring_into_cache(file: &File, mut start: u64, length: u64) -> std::io::Result<()> {
-    static DEV_NULL: std::sync::OnceLock<Option<File>> = std::sync::OnceLock::new();
-    let Some(null) = DEV_NULL.get_or_init(|| File::options().write(true).open("/dev/null").ok()) else {
-        return Ok(()); // then sending may wait for the disk
+    static DEV_NULL: std::sync::OnceLock<File> = std::sync::OnceLock::new();
+    let null = match DEV_NULL.get() {
+        Some(null) => null,
+        // Kept once opened; tried again next time if it failed (out of descriptors).
+        None => match File::options().write(true).open("/dev/null") {
+            Ok(null) => DEV_NULL.get_or_init(|| null),
+            Err(_) => return read_at(file, start, length).map(drop),
+        },
     };
     let end = start.saturating_add(length);
     while start < end {
