@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::FutureExt as _;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tracing::Instrument as _;
 use wasmtime::{Store, Trap};
 use wasmtime_wasi_http::WasiHttpView;
@@ -128,19 +128,23 @@ impl Invocation {
         // Run the guest right here until it sets the response head or ends:
         // most modules do both in one go, and a task of their own would cost
         // a spawn and a wake-up per request. Dropping this future (the client
-        // went away first) drops the guest with it.
+        // went away first) drops the guest with it. The head is only ever
+        // sent while the guest runs, so the receiver is looked at, never
+        // polled: a waker left there would be woken by this very poll, and
+        // tokio answers a task that wakes itself by queueing it again and
+        // waking another worker.
         let mut receiver = receiver;
-        let first = std::future::poll_fn(|cx| {
-            if let Poll::Ready(head) = Pin::new(&mut receiver).poll(cx) {
-                return Poll::Ready(First::Head(head.ok()));
+        let (head, ended) = std::future::poll_fn(|cx| {
+            let polled = guest.as_mut().poll(cx);
+            match (receiver.try_recv(), polled) {
+                (Ok(head), polled) => Poll::Ready((Some(head), finished(polled))),
+                (Err(_), Poll::Ready(ended)) => Poll::Ready((None, Some(ended))),
+                // The slot was dropped unset while the guest runs on.
+                (Err(oneshot::error::TryRecvError::Closed), Poll::Pending) => Poll::Ready((None, None)),
+                (Err(oneshot::error::TryRecvError::Empty), Poll::Pending) => Poll::Pending,
             }
-            guest.as_mut().poll(cx).map(First::Ended)
         })
         .await;
-        let (head, ended) = match first {
-            First::Head(head) => (head, None),
-            First::Ended(ended) => (receiver.try_recv().ok(), Some(ended)),
-        };
         match head {
             Some(Ok(response)) => {
                 if ended.is_none() {
@@ -166,11 +170,12 @@ impl Invocation {
 /// the response head is out.
 type GuestTask = Pin<Box<dyn Future<Output = std::thread::Result<GuestOutcome>> + Send>>;
 
-/// What happened first: the response head was set (`None`: its slot was
-/// dropped unset), or the guest ended.
-enum First<H> {
-    Head(Option<H>),
-    Ended(std::thread::Result<GuestOutcome>),
+/// The value of a finished poll.
+fn finished<T>(polled: Poll<T>) -> Option<T> {
+    match polled {
+        Poll::Ready(value) => Some(value),
+        Poll::Pending => None,
+    }
 }
 
 /// Why a guest ended without setting a response, from how it ended: it
