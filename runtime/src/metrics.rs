@@ -355,7 +355,7 @@ impl Metrics {
             ),
             Family {
                 name: "canto_file_body_bytes",
-                help: "Bytes of files handed to connections as response bodies, by how they are sent: sendfile (by the kernel, plain HTTP/1.x) or read (into memory first: TLS, HTTP/2).",
+                help: "Bytes of files handed to connections as response bodies, by how they are sent: sendfile (by the kernel, plain HTTP/1.x) or read (from memory: TLS, HTTP/2, and small files the open-file cache keeps).",
                 kind: Kind::Counter,
                 unit: "bytes",
                 samples: vec![

@@ -3,7 +3,8 @@
 //! filesystem opens them (neither `..` nor a symlink leaves a grant); and
 //! response bodies the server sends from those files without the bytes
 //! passing through the module's memory: with `sendfile` on plain-text
-//! HTTP/1.x ([`crate::sendfile`]), else read in large pieces.
+//! HTTP/1.x ([`crate::sendfile`]), else read in large pieces. Small files
+//! the open-file cache holds are kept in memory too ([`Kept`]).
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -12,7 +13,7 @@ use std::os::unix::fs::{FileExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
@@ -41,6 +42,15 @@ const PIECE: u64 = MAX_PLACEHOLDER as u64;
 /// Reads up to this size run on the request's thread (a page-cache copy
 /// costs less than a hand-off to the blocking pool); larger ones go there.
 const READ_INLINE: u64 = 64 * 1024;
+
+/// Regular files up to this size that the open-file cache holds are kept
+/// in memory with it: their bytes go out with the response head in one
+/// write, with no read or `sendfile` per request.
+const KEEP_IN_MEMORY: u64 = 16 * 1024;
+/// Bytes all kept files together hold at most; past it files are sent
+/// from their descriptor as usual.
+const KEPT_BUDGET: usize = 16 << 20;
+static KEPT: AtomicUsize = AtomicUsize::new(0);
 
 /// How long an opened granted directory is trusted before the path is
 /// looked at again: a directory replaced under its name (a release symlink
@@ -88,7 +98,7 @@ struct GrantedDir {
 struct OpenDir {
     dir: File,
     identity: (u64, u64),
-    cache: Option<FileCache<Metadata>>,
+    cache: Option<FileCache<(Metadata, Option<Arc<Kept>>)>>,
 }
 
 impl std::fmt::Debug for OpenDir {
@@ -204,6 +214,41 @@ impl GrantedDirs {
 pub struct OpenFile {
     file: Arc<File>,
     metadata: Metadata,
+    kept: Option<Arc<Kept>>,
+}
+
+/// A small cached file's bytes, read once when it was opened and counted
+/// against [`KEPT_BUDGET`] until the last response using them is sent.
+/// The cache drops it with the file when anything changes.
+pub struct Kept {
+    bytes: Bytes,
+    reserved: usize,
+}
+
+impl Kept {
+    /// The file's bytes, if it is small and the budget has room.
+    fn read(file: &File, metadata: &Metadata) -> Option<Arc<Kept>> {
+        if metadata.kind != Kind::File || metadata.size > KEEP_IN_MEMORY {
+            return None;
+        }
+        let size = usize::try_from(metadata.size).ok()?;
+        KEPT.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |kept| {
+            kept.checked_add(size).filter(|total| *total <= KEPT_BUDGET)
+        })
+        .ok()?;
+        // Constructed before the read so that a failed one gives the budget back.
+        let mut kept = Kept { bytes: Bytes::new(), reserved: size };
+        let mut buffer = vec![0u8; size];
+        file.read_exact_at(&mut buffer, 0).ok()?;
+        kept.bytes = buffer.into();
+        Some(Arc::new(kept))
+    }
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        KEPT.fetch_sub(self.reserved, Ordering::Relaxed);
+    }
 }
 
 fn open(dirs: &GrantedDirs, path: &str) -> Result<OpenFile, Error> {
@@ -213,11 +258,12 @@ fn open(dirs: &GrantedDirs, path: &str) -> Result<OpenFile, Error> {
         let describe = |file: &File| {
             let metadata = describe(file)?;
             let regular = metadata.kind == Kind::File;
-            Ok((metadata, regular))
+            Ok(((metadata, Kept::read(file, &metadata)), regular))
         };
         if let Some(found) = cache.open(&dir.dir, rest, describe) {
             let found = found.map_err(|error| open_error(&error))?;
-            return Ok(OpenFile { file: found.file, metadata: found.metadata });
+            let (metadata, kept) = found.metadata;
+            return Ok(OpenFile { file: found.file, metadata, kept });
         }
     }
     let mut options = cap_primitives::fs::OpenOptions::new();
@@ -225,7 +271,7 @@ fn open(dirs: &GrantedDirs, path: &str) -> Result<OpenFile, Error> {
     options.read(true)._cap_fs_ext_maybe_dir(true)._cap_fs_ext_nonblock(true);
     let file = cap_primitives::fs::open(&dir.dir, rest, &options).map_err(|error| open_error(&error))?;
     let metadata = describe(&file).map_err(|_| Error::Failed)?;
-    Ok(OpenFile { file: Arc::new(file), metadata })
+    Ok(OpenFile { file: Arc::new(file), metadata, kept: None })
 }
 
 fn open_error(error: &std::io::Error) -> Error {
@@ -294,7 +340,7 @@ impl Host for InstanceState {
             wasmtime::bail!("files.respond: status {status} has no body");
         }
         let status = http::StatusCode::from_u16(status)?;
-        let body = FileBody::new(file.file, parts, trailer, self.facts.as_ref());
+        let body = FileBody::new(file.file, file.kept, parts, trailer, self.facts.as_ref());
         let mut response = hyper::Response::new(http_body_util::BodyExt::boxed_unsync(body));
         *response.status_mut() = status;
         *response.headers_mut() = (*headers).clone();
@@ -336,6 +382,8 @@ enum Piece {
 /// ([`SendfileQueue`]).
 struct FileBody {
     file: Arc<File>,
+    /// The file's bytes, when it is small enough to be kept in memory.
+    kept: Option<Arc<Kept>>,
     pieces: VecDeque<Piece>,
     left: u64,
     sendfile: Option<Arc<SendfileQueue>>,
@@ -354,7 +402,13 @@ enum Read {
 }
 
 impl FileBody {
-    fn new(file: Arc<File>, parts: Vec<Part>, trailer: Vec<u8>, facts: Option<&RequestFacts>) -> Self {
+    fn new(
+        file: Arc<File>,
+        kept: Option<Arc<Kept>>,
+        parts: Vec<Part>,
+        trailer: Vec<u8>,
+        facts: Option<&RequestFacts>,
+    ) -> Self {
         let mut pieces = VecDeque::new();
         for Part { header, start, length } in parts {
             pieces.push_back(Piece::Bytes(header.into()));
@@ -374,7 +428,7 @@ impl FileBody {
             .sum();
         let sendfile = facts.and_then(|facts| facts.sendfile.clone());
         let metrics = facts.map(|facts| Arc::clone(&facts.metrics));
-        FileBody { file, pieces, left, sendfile, metrics, reading: None }
+        FileBody { file, kept, pieces, left, sendfile, metrics, reading: None }
     }
 
     /// Takes the next piece to send from the front range, advancing it.
@@ -389,13 +443,23 @@ impl FileBody {
         Some(piece)
     }
 
-    /// The chunk that sends `length` bytes at `start`: a placeholder the
-    /// connection sends with `sendfile`, or the bytes themselves.
+    /// The chunk that sends `length` bytes at `start`: the kept bytes, a
+    /// placeholder the connection sends with `sendfile`, or the bytes read.
     fn chunk(&self, start: u64, length: u64) -> std::io::Result<Bytes> {
+        if let Some(kept) = self.kept_range(start, length) {
+            return Ok(kept);
+        }
         match &self.sendfile {
             Some(queue) => Ok(queue.placeholder(Arc::clone(&self.file), start, length as usize)),
             None => read_at(&self.file, start, length),
         }
+    }
+
+    fn kept_range(&self, start: u64, length: u64) -> Option<Bytes> {
+        let kept = &self.kept.as_ref()?.bytes;
+        let start = usize::try_from(start).ok()?;
+        let end = start.checked_add(usize::try_from(length).ok()?)?;
+        (end <= kept.len()).then(|| kept.slice(start..end))
     }
 }
 
@@ -488,7 +552,7 @@ impl Body for FileBody {
             Ok(bytes) => {
                 this.left -= bytes.len() as u64;
                 if let Some(metrics) = &this.metrics {
-                    metrics.file_body_sent(this.sendfile.is_some(), bytes.len() as u64);
+                    metrics.file_body_sent(this.sendfile.is_some() && this.kept.is_none(), bytes.len() as u64);
                 }
                 Poll::Ready(Some(Ok(Frame::data(bytes))))
             }
