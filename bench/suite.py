@@ -8,7 +8,8 @@ Scenarios:
              then p99 of canto and native hyper at half of canto's peak rate
   wasi-http  the same standard wasi:http component in canto and `wasmtime serve`
   static     4 KiB and 1 MiB files: canto's http_files vs nginx (sendfile on) vs Prosody's
-             mod_http_files; canto's RSS before and after sending a 1 GiB file
+             mod_http_files; each server's CPU per 4 KiB request (and canto's for a
+             404 with no module); canto's RSS before and after sending a 1 GiB file
   https      TLS handshakes per second and keep-alive throughput over TLS, vs nginx
   vhosts     1, 100 and 1,000 virtual hosts with 3 modules each: startup, memory, throughput
   languages  whoami in Rust, Python, JavaScript, C: size and per-request latency
@@ -131,6 +132,11 @@ def canto(config, plugins=(), env=None):
 
 def nginx(server_block, tls=None):
     """Starts nginx with one server block; `tls` = (cert, key) makes its listener HTTPS."""
+    return nginx_server(server_block, tls)[1]
+
+
+def nginx_server(server_block, tls=None):
+    """nginx as `nginx()` starts it; returns (process, port)."""
     port = free_port()
     listen = f"listen 127.0.0.1:{port}" + (f" ssl; ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]};" if tls else ";")
     root = tempfile.mkdtemp(dir=work)
@@ -141,9 +147,9 @@ events {{ worker_connections 1024; }}
 http {{ access_log off; keepalive_requests 1000000;
   server {{ {listen} {server_block} }} }}
 """)
-    start(["nginx", "-c", conf, "-p", root])
+    process = start(["nginx", "-c", conf, "-p", root])
     wait_port(port)
-    return port
+    return process, port
 
 
 def prosody(config):
@@ -226,6 +232,32 @@ def paced(rate, connections=CONNECTIONS):
     response arrives) and wrk's delay() is whole milliseconds, so the rate
     reached is a little under `rate`, and lower for a slower server."""
     return f"function delay() return {max(1, round(connections * 1000 / rate))} end\n"
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of a process and its live children (nginx's workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            with open(f"/proc/{current}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()  # from field 3, the state
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as f:
+                    pending += [int(child) for child in f.read().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total
+
+
+def cpu_per_request(process, url, allow_errors=False):
+    """wrk on `url`; returns (the server's CPU microseconds per request, req/s)."""
+    before = cpu_seconds(process.pid)
+    report = wrk_run(url, allow_errors=allow_errors)
+    used = cpu_seconds(process.pid) - before
+    return used / max(report["requests"], 1) * 1e6, report["rps"]
 
 
 def rss_kib(process):
@@ -326,9 +358,10 @@ def scenario_static():
     proc, port, _ = canto(config, plugins=files)
     reused, reused_port, _ = canto(REUSE + config, plugins=files)
     nginx_port = prosody_port = 0
+    nginx_process = None
     if not SMOKE:
         # sendfile as Debian's nginx.conf has it (the bare default is off).
-        nginx_port = nginx(f"sendfile on; location /files/ {{ alias {www}/; }}")
+        nginx_process, nginx_port = nginx_server(f"sendfile on; location /files/ {{ alias {www}/; }}")
         prosody_port = prosody(f'VirtualHost "localhost"\n  modules_enabled = {{ "http_files" }}\n  http_files_dir = "{www}"\n')
     throughput_rows("static 4 KiB", [
         (f"canto + http_files.wasm, {FRESH}", f"http://localhost:{port}/files/4k.txt"),
@@ -336,6 +369,19 @@ def scenario_static():
         ("nginx", f"http://127.0.0.1:{nginx_port}/files/4k.txt"),
         ("Prosody mod_http_files", f"http://localhost:{prosody_port}/files/4k.txt"),
     ], cantos=2)
+    # Where a request's time goes, apart from how wrk and the servers share
+    # the cores: each server's own CPU time per request. canto answering a
+    # 404 itself, with no module, is its HTTP server alone.
+    measured = [(f"canto + http_files.wasm, {FRESH}", proc, f"http://localhost:{port}/files/4k.txt"),
+                (f"canto + http_files.wasm, {REUSED}", reused, f"http://localhost:{reused_port}/files/4k.txt"),
+                ("canto, no module (its own 404)", proc, f"http://localhost:{port}/nothing-here")]
+    if nginx_process:
+        measured.append(("nginx", nginx_process, f"http://127.0.0.1:{nginx_port}/files/4k.txt"))
+    costs = [(name, *cpu_per_request(process, url, allow_errors="404" in name)) for name, process, url in measured]
+    for name, micros, rps in costs:
+        ratio = "" if name == "nginx" or not nginx_process else f"{micros / costs[-1][1]:.1f}x nginx's"
+        rows.append(("static 4 KiB, server CPU per request", name,
+                     f"{micros:.1f} µs ({rps:,.0f} req/s)", ratio))
     systems = [(f"canto + http_files.wasm, {FRESH}", f"http://localhost:{port}/files/1m.bin"),
                (f"canto + http_files.wasm, {REUSED}", f"http://localhost:{reused_port}/files/1m.bin"),
                ("nginx", f"http://127.0.0.1:{nginx_port}/files/1m.bin"),
