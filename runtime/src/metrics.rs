@@ -16,8 +16,9 @@ const DURATION_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 
 /// Everything counted since the server started; survives reloads.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// (host, module, status class) → requests answered.
-    requests: Mutex<BTreeMap<(String, String, &'static str), u64>>,
+    /// host → module → requests answered per status class (1xx … 5xx);
+    /// nested so that counting one borrows the names instead of copying them.
+    requests: Mutex<BTreeMap<String, BTreeMap<String, [u64; 5]>>>,
     /// One counter per bucket of [`DURATION_BUCKETS`], plus +Inf.
     duration_buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
     duration_nanos: AtomicU64,
@@ -110,14 +111,24 @@ impl Drop for OpenConnection {
 impl Metrics {
     pub fn request(&self, host: &str, module: &str, status: u16, took: Duration) {
         let class = match status {
-            100..=199 => "1xx",
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            _ => "5xx",
+            100..=199 => 0,
+            200..=299 => 1,
+            300..=399 => 2,
+            400..=499 => 3,
+            _ => 4,
         };
         if let Ok(mut requests) = self.requests.lock() {
-            *requests.entry((host.to_string(), module.to_string(), class)).or_default() += 1;
+            if !requests.contains_key(host) {
+                requests.insert(host.to_string(), BTreeMap::new());
+            }
+            if let Some(modules) = requests.get_mut(host) {
+                if !modules.contains_key(module) {
+                    modules.insert(module.to_string(), [0; 5]);
+                }
+                if let Some(counts) = modules.get_mut(module) {
+                    counts[class] += 1;
+                }
+            }
         }
         let seconds = took.as_secs_f64();
         let bucket = DURATION_BUCKETS.iter().position(|bound| seconds <= *bound).unwrap_or(DURATION_BUCKETS.len());
@@ -239,10 +250,14 @@ impl Metrics {
             |labels: Vec<(String, String)>, value: u64| Sample { suffix: "_total", labels, value: value as f64 };
 
         let requests = self.requests.lock().map(|r| r.clone()).unwrap_or_default();
+        const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
         let request_samples = requests
             .iter()
-            .map(|((host, module, class), count)| {
-                total(label(&[("host", host), ("module", module), ("code", class)]), *count)
+            .flat_map(|(host, modules)| modules.iter().map(move |(module, counts)| (host, module, counts)))
+            .flat_map(|(host, module, counts)| {
+                CLASSES.iter().zip(counts).filter(|(_, count)| **count > 0).map(move |(class, count)| {
+                    total(label(&[("host", host), ("module", module), ("code", class)]), *count)
+                })
             })
             .collect();
 

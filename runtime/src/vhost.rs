@@ -7,6 +7,7 @@
 //! §3.2), even where an absolute URI would have overridden them.
 
 use crate::routing::Site;
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// Every public host name and what is served under it.
@@ -30,12 +31,12 @@ pub enum HostLookup<'a> {
 impl HostTable {
     /// The site for `http_host`, created empty on first use.
     pub fn site_mut(&mut self, http_host: &str) -> &mut Site {
-        self.by_name.entry(normalize(http_host)).or_insert_with(|| Site::new(http_host.into(), Vec::new()))
+        self.by_name.entry(normalize(http_host).into_owned()).or_insert_with(|| Site::new(http_host.into(), Vec::new()))
     }
 
     /// Sets the default host; `false` if no host has that name.
     pub fn set_default(&mut self, http_host: &str) -> bool {
-        let key = normalize(http_host);
+        let key = normalize(http_host).into_owned();
         let known = self.by_name.contains_key(&key);
         if known {
             self.default = Some(key);
@@ -50,7 +51,7 @@ impl HostTable {
 
     /// The site named `http_host`, if there is one.
     pub fn site(&self, http_host: &str) -> Option<&Site> {
-        self.by_name.get(&normalize(http_host))
+        self.by_name.get(normalize(http_host).as_ref())
     }
 
     pub fn lookup<B>(&self, request: &http::Request<B>) -> HostLookup<'_> {
@@ -58,23 +59,23 @@ impl HostTable {
             return HostLookup::Several;
         }
         let requested = request_host(request);
-        if let Some(site) = requested.as_deref().and_then(|host| self.by_name.get(&normalize(host))) {
+        if let Some(site) = requested.and_then(|host| self.by_name.get(normalize(host).as_ref())) {
             return HostLookup::Found(site);
         }
         if let Some(site) = self.default.as_ref().and_then(|key| self.by_name.get(key)) {
             return HostLookup::Found(site);
         }
         match requested {
-            Some(host) => HostLookup::Unknown(host),
+            Some(host) => HostLookup::Unknown(host.to_string()),
             None => HostLookup::Missing,
         }
     }
 }
 
 /// The host part a client addressed, port removed; `None` if it sent none.
-fn request_host<B>(request: &http::Request<B>) -> Option<String> {
+fn request_host<B>(request: &http::Request<B>) -> Option<&str> {
     if let Some(authority) = request.uri().authority() {
-        return Some(authority.host().to_string());
+        return Some(authority.host());
     }
     let header = request.headers().get(http::header::HOST)?.to_str().ok()?.trim();
     if header.is_empty() {
@@ -85,11 +86,16 @@ fn request_host<B>(request: &http::Request<B>) -> Option<String> {
         Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !host.ends_with(':') => host,
         _ => header,
     };
-    Some(host.to_string())
+    Some(host)
 }
 
-fn normalize(host: &str) -> String {
-    host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase()
+/// The table's key for a host name; borrowed when it already is one.
+fn normalize(host: &str) -> Cow<'_, str> {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    match host.bytes().any(|b| b.is_ascii_uppercase()) {
+        true => Cow::Owned(host.to_ascii_lowercase()),
+        false => Cow::Borrowed(host),
+    }
 }
 
 #[cfg(test)]
@@ -101,7 +107,7 @@ mod tests {
         if let Some(host) = host {
             builder = builder.header("host", host);
         }
-        request_host(&builder.body(()).unwrap())
+        request_host(&builder.body(()).unwrap()).map(String::from)
     }
 
     #[test]
@@ -112,6 +118,7 @@ mod tests {
         assert_eq!(host_of("/x", Some("[::1]")), Some("[::1]".into()));
         assert_eq!(host_of("/x", None), None);
         assert_eq!(normalize("Example.COM."), "example.com");
+        assert!(matches!(normalize("example.com."), Cow::Borrowed("example.com")), "no copy when already a key");
     }
 
     #[test]

@@ -30,6 +30,7 @@ mod path;
 use std::fs::{self, File};
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::UNIX_EPOCH;
 
 use canto_sdk::{IncomingRequest, Method, ResponseOutparam, context, log};
@@ -84,9 +85,22 @@ impl canto_sdk::Handler for Files {
 canto_sdk::export!(Files);
 metadata::export!(Files with_types_in metadata);
 
+/// `http_files_dir`. Options and the mount's path stay as they are for an
+/// instance's life (a reload makes new instances), so an instance serving
+/// many requests asks for them once.
+fn files_dir() -> Option<&'static str> {
+    static DIR: OnceLock<Option<String>> = OnceLock::new();
+    DIR.get_or_init(|| option_string("http_files_dir").filter(|dir| !dir.is_empty())).as_deref()
+}
+
+fn base_path() -> &'static str {
+    static BASE: OnceLock<String> = OnceLock::new();
+    BASE.get_or_init(context::base_path)
+}
+
 /// Answers a GET or HEAD.
 fn serve(request: &IncomingRequest) -> Reply {
-    let Some(root) = option_string("http_files_dir").filter(|dir| !dir.is_empty()) else {
+    let Some(root) = files_dir() else {
         log::log(log::Level::Error, "http_files_dir is not set");
         return Reply::text(500, "http_files_dir is not set\n");
     };
@@ -95,19 +109,19 @@ fn serve(request: &IncomingRequest) -> Reply {
         Some((path, query)) => (path, Some(query)),
         None => (path_with_query.as_str(), None),
     };
-    let Some(rest) = path::strip_base(request_path, &context::base_path()) else { return not_found() };
+    let Some(rest) = path::strip_base(request_path, base_path()) else { return not_found() };
     let target = match path::resolve(rest) {
         Ok(target) => target,
         Err(PathError::Invalid) => return Reply::text(400, "Bad request path\n"),
         Err(PathError::NoSuchName) => return not_found(),
     };
-    let mut full = PathBuf::from(&root);
+    let mut full = PathBuf::from(root);
     full.extend(&target.segments);
     // One call: the server opens it beneath the grant and says what it is.
     let found = match reply::open(&full) {
         Ok(found) => found,
         Err(error) => {
-            if let Err(root_error) = reply::open(Path::new(&root)) {
+            if let Err(root_error) = reply::open(Path::new(root)) {
                 // Every request fails the same way: the operator needs to know.
                 log::log(
                     log::Level::Error,
@@ -170,8 +184,7 @@ fn serve_directory(dir: &Path, segments: &[String], headers: &RequestHeaders) ->
             entries.push(listing::Entry { name, is_dir: found.is_dir(), size: found.len(), modified });
         }
     }
-    let base = context::base_path();
-    let mut shown = base.trim_end_matches('/').to_string();
+    let mut shown = base_path().trim_end_matches('/').to_string();
     for segment in segments {
         shown.push('/');
         shown.push_str(segment);

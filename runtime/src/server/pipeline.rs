@@ -109,8 +109,9 @@ struct AccessEntry<'a> {
     state: &'a ServerState,
     peer: std::net::IpAddr,
     started: Instant,
-    method: String,
-    path: String,
+    // Kept as hyper parsed them (no copy per request); shown when logged.
+    method: http::Method,
+    uri: http::Uri,
     reached: Reached,
     logged: bool,
 }
@@ -120,18 +121,12 @@ const CLIENT_GONE: u16 = 499;
 
 impl<'a> AccessEntry<'a> {
     fn new<B>(state: &'a ServerState, connection: &ConnectionInfo, request: &Request<B>) -> Self {
-        let method = request.method().as_str();
-        // Only so much of a client's method name reaches the log.
-        let method = match method.get(..MAX_METHOD_LENGTH) {
-            Some(cut) if method.len() > MAX_METHOD_LENGTH => format!("{cut}…"),
-            _ => method.to_string(),
-        };
         Self {
             state,
             peer: connection.peer.ip(),
             started: Instant::now(),
-            method,
-            path: request.uri().path().to_owned(),
+            method: request.method().clone(),
+            uri: request.uri().clone(),
             reached: Reached::default(),
             logged: false,
         }
@@ -144,6 +139,12 @@ impl<'a> AccessEntry<'a> {
             (self.reached.host.as_deref().unwrap_or("-"), self.reached.module.as_deref().unwrap_or("-"));
         self.state.metrics.request(host, module, status, took);
         let ended = if status == CLIENT_GONE { " (the client closed the connection before the answer)" } else { "" };
+        // Only so much of a client's method name reaches the log.
+        let method = self.method.as_str();
+        let (method, cut) = match method.get(..MAX_METHOD_LENGTH) {
+            Some(kept) if method.len() > MAX_METHOD_LENGTH => (kept, "…"),
+            _ => (method, ""),
+        };
         tracing::info!(
             target: "canto::access",
             client = %self.reached.client.unwrap_or(self.peer),
@@ -151,9 +152,8 @@ impl<'a> AccessEntry<'a> {
             module = %module,
             status,
             duration_ms = format_args!("{:.2}", took.as_secs_f64() * 1000.0),
-            "{} {}{ended}",
-            self.method,
-            self.path
+            "{method}{cut} {}{ended}",
+            self.uri.path()
         );
     }
 }
