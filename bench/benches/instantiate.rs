@@ -10,6 +10,9 @@
 //! - `request_reused`: the same with `http_module_instance_reuse`, the
 //!   instance kept between requests.
 //!
+//! `http_files` serves a 4 KiB file from a granted directory, as the static
+//! scenario of `bench/suite.py` does over sockets.
+//!
 //! One tokio thread, so the figures are CPU cost without cross-thread
 //! wake-ups (the server's multi-thread runtime adds those).
 //!
@@ -29,7 +32,12 @@ use canto::wasm::{
     linker,
 };
 
-const MODULES: [(&str, &str); 2] = [("http_hello", canto_guests::HTTP_HELLO), ("http_plain", canto_guests::HTTP_PLAIN)];
+/// Each module, and the path it is asked for.
+const MODULES: [(&str, &str, &str); 3] = [
+    ("http_hello", canto_guests::HTTP_HELLO, "/hello/"),
+    ("http_plain", canto_guests::HTTP_PLAIN, "/hello/"),
+    ("http_files", canto_guests::HTTP_FILES, "/files/4k.txt"),
+];
 
 fn limits() -> ModuleLimits {
     match Config::builtin_default(&canto::builtin::names()) {
@@ -38,13 +46,20 @@ fn limits() -> ModuleLimits {
     }
 }
 
-fn mount(module: &str) -> Arc<MountIdentity> {
+/// A mount of `module`; `http_files` is granted `www` as its `http_files_dir`.
+fn mount(module: &str, www: &std::path::Path) -> Arc<MountIdentity> {
+    let mut grants = canto::config::Grants::default();
+    let mut options = std::collections::BTreeMap::new();
+    if module == "http_files" {
+        grants.read_dirs.push(www.to_path_buf());
+        options.insert("http_files_dir".to_string(), serde_json::Value::from(www.display().to_string()).to_string());
+    }
     Arc::new(MountIdentity {
         module: Arc::from(module),
         host: Arc::from("localhost"),
-        options: Default::default(),
-        grants: Default::default(),
-        granted_dirs: Default::default(),
+        options,
+        granted_dirs: canto::wasm::files::GrantedDirs::open(&grants, module),
+        grants,
         stores: Default::default(),
         store_refusal_logged: Default::default(),
         metrics: None,
@@ -54,14 +69,18 @@ fn mount(module: &str) -> Arc<MountIdentity> {
     })
 }
 
-fn facts() -> RequestFacts {
+fn facts(path: &str) -> RequestFacts {
+    let base = path.trim_end_matches('/').rsplit_once('/').map_or("", |(base, _)| base);
+    let base = if base.is_empty() { path.trim_end_matches('/') } else { base };
     RequestFacts {
         host: Arc::from("localhost"),
-        base_path: Arc::from("/hello"),
-        base_url: Arc::from("http://localhost:5280/hello"),
+        base_path: Arc::from(base),
+        base_url: Arc::from(format!("http://localhost:5280{base}")),
         client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
         secure: false,
-        raw_path_with_query: Arc::from("/hello/"),
+        raw_path_with_query: Arc::from(path),
+        sendfile: None,
+        metrics: Arc::new(canto::metrics::Metrics::default()),
     }
 }
 
@@ -72,22 +91,24 @@ fn per_request(c: &mut Criterion) {
     let engine = canto::wasm::engine::build(&limits).expect("the wasm engine");
     let linker = linker(&engine).expect("the module linker");
     let instances = Arc::new(tokio::sync::Semaphore::new(limits.pool_size as usize));
+    let www = tempfile::tempdir().expect("a temporary directory");
+    std::fs::write(www.path().join("4k.txt"), [b'x'; 4096]).expect("the 4 KiB file");
 
-    for (name, path) in MODULES {
+    for (name, path, request_path) in MODULES {
         let bytes = std::fs::read(path).expect("guest modules are built by canto-guests");
         let component = wasmtime::component::Component::new(&engine, &bytes).expect("the module compiles");
         let pre = ProxyPre::new(linker.instantiate_pre(&component).expect("the module links")).expect("wasi:http");
         let module =
             Arc::new(runtime.block_on(LoadedModule::load(&engine, &linker, name, &bytes, &limits)).expect("loads"));
-        let identity = mount(name);
+        let identity = mount(name, www.path());
 
         let mut group = c.benchmark_group(name);
         group.bench_function("store", |b| {
-            b.iter(|| Store::new(&engine, InstanceState::new(Arc::clone(&identity), Some(facts()), &sandbox)));
+            b.iter(|| Store::new(&engine, InstanceState::new(Arc::clone(&identity), Some(facts(request_path)), &sandbox)));
         });
         group.bench_function("instantiate", |b| {
             b.to_async(&runtime).iter(|| async {
-                let state = InstanceState::new(Arc::clone(&identity), Some(facts()), &sandbox);
+                let state = InstanceState::new(Arc::clone(&identity), Some(facts(request_path)), &sandbox);
                 let mut store = Store::new(&engine, state);
                 store.set_epoch_deadline(1_000_000);
                 pre.instantiate_async(&mut store).await.expect("instantiates");
@@ -106,7 +127,7 @@ fn per_request(c: &mut Criterion) {
                     let invocation = Invocation {
                         module: Arc::clone(&module),
                         mount: Arc::clone(&identity),
-                        facts: facts(),
+                        facts: facts(request_path),
                         sandbox,
                         timeout: limits.timeout,
                         wall_timeout: limits.wall_timeout,
@@ -115,7 +136,9 @@ fn per_request(c: &mut Criterion) {
                         reuse: reuse.clone(),
                     };
                     let request =
-                        http::Request::get("http://localhost/hello/").body(Empty::<Bytes>::new()).expect("a request");
+                        http::Request::get(format!("http://localhost{request_path}"))
+                            .body(Empty::<Bytes>::new())
+                            .expect("a request");
                     let Ok(Answered::Now(response)) = invocation.run(request).await else {
                         panic!("the module answers")
                     };
