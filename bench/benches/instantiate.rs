@@ -104,7 +104,9 @@ fn per_request(c: &mut Criterion) {
 
         let mut group = c.benchmark_group(name);
         group.bench_function("store", |b| {
-            b.iter(|| Store::new(&engine, InstanceState::new(Arc::clone(&identity), Some(facts(request_path)), &sandbox)));
+            b.iter(|| {
+                Store::new(&engine, InstanceState::new(Arc::clone(&identity), Some(facts(request_path)), &sandbox))
+            });
         });
         group.bench_function("instantiate", |b| {
             b.to_async(&runtime).iter(|| async {
@@ -135,10 +137,9 @@ fn per_request(c: &mut Criterion) {
                         permits,
                         reuse: reuse.clone(),
                     };
-                    let request =
-                        http::Request::get(format!("http://localhost{request_path}"))
-                            .body(Empty::<Bytes>::new())
-                            .expect("a request");
+                    let request = http::Request::get(format!("http://localhost{request_path}"))
+                        .body(Empty::<Bytes>::new())
+                        .expect("a request");
                     let Ok(Answered::Now(response)) = invocation.run(request).await else {
                         panic!("the module answers")
                     };
