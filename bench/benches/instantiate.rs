@@ -32,11 +32,11 @@ use canto::wasm::{
     linker,
 };
 
-/// Each module, and the path it is asked for.
-const MODULES: [(&str, &str, &str); 3] = [
-    ("http_hello", canto_guests::HTTP_HELLO, "/hello/"),
-    ("http_plain", canto_guests::HTTP_PLAIN, "/hello/"),
-    ("http_files", canto_guests::HTTP_FILES, "/files/4k.txt"),
+/// Each module, where it is mounted, and the path it is asked for.
+const MODULES: [(&str, &str, &str, &str); 3] = [
+    ("http_hello", canto_guests::HTTP_HELLO, "/hello", "/hello/"),
+    ("http_plain", canto_guests::HTTP_PLAIN, "/hello", "/hello/"),
+    ("http_files", canto_guests::HTTP_FILES, "/files", "/files/4k.txt"),
 ];
 
 fn limits() -> ModuleLimits {
@@ -69,9 +69,9 @@ fn mount(module: &str, www: &std::path::Path) -> Arc<MountIdentity> {
     })
 }
 
-fn facts(path: &str) -> RequestFacts {
-    let base = path.trim_end_matches('/').rsplit_once('/').map_or("", |(base, _)| base);
-    let base = if base.is_empty() { path.trim_end_matches('/') } else { base };
+/// What the server establishes about a request for `path` to a module
+/// mounted at `base`.
+fn facts(base: &str, path: &str, metrics: &Arc<canto::metrics::Metrics>) -> RequestFacts {
     RequestFacts {
         host: Arc::from("localhost"),
         base_path: Arc::from(base),
@@ -80,7 +80,7 @@ fn facts(path: &str) -> RequestFacts {
         secure: false,
         raw_path_with_query: Arc::from(path),
         sendfile: None,
-        metrics: Arc::new(canto::metrics::Metrics::default()),
+        metrics: Arc::clone(metrics),
     }
 }
 
@@ -93,8 +93,9 @@ fn per_request(c: &mut Criterion) {
     let instances = Arc::new(tokio::sync::Semaphore::new(limits.pool_size as usize));
     let www = tempfile::tempdir().expect("a temporary directory");
     std::fs::write(www.path().join("4k.txt"), [b'x'; 4096]).expect("the 4 KiB file");
+    let metrics = Arc::new(canto::metrics::Metrics::default());
 
-    for (name, path, request_path) in MODULES {
+    for (name, path, base, request_path) in MODULES {
         let bytes = std::fs::read(path).expect("guest modules are built by canto-guests");
         let component = wasmtime::component::Component::new(&engine, &bytes).expect("the module compiles");
         let pre = ProxyPre::new(linker.instantiate_pre(&component).expect("the module links")).expect("wasi:http");
@@ -105,12 +106,16 @@ fn per_request(c: &mut Criterion) {
         let mut group = c.benchmark_group(name);
         group.bench_function("store", |b| {
             b.iter(|| {
-                Store::new(&engine, InstanceState::new(Arc::clone(&identity), Some(facts(request_path)), &sandbox))
+                Store::new(
+                    &engine,
+                    InstanceState::new(Arc::clone(&identity), Some(facts(base, request_path, &metrics)), &sandbox),
+                )
             });
         });
         group.bench_function("instantiate", |b| {
             b.to_async(&runtime).iter(|| async {
-                let state = InstanceState::new(Arc::clone(&identity), Some(facts(request_path)), &sandbox);
+                let state =
+                    InstanceState::new(Arc::clone(&identity), Some(facts(base, request_path, &metrics)), &sandbox);
                 let mut store = Store::new(&engine, state);
                 store.set_epoch_deadline(1_000_000);
                 pre.instantiate_async(&mut store).await.expect("instantiates");
@@ -129,7 +134,7 @@ fn per_request(c: &mut Criterion) {
                     let invocation = Invocation {
                         module: Arc::clone(&module),
                         mount: Arc::clone(&identity),
-                        facts: facts(request_path),
+                        facts: facts(base, request_path, &metrics),
                         sandbox,
                         timeout: limits.timeout,
                         wall_timeout: limits.wall_timeout,
@@ -143,6 +148,7 @@ fn per_request(c: &mut Criterion) {
                     let Ok(Answered::Now(response)) = invocation.run(request).await else {
                         panic!("the module answers")
                     };
+                    assert_eq!(response.status(), 200, "{name} answers {request_path}");
                     let body = response.into_body().collect().await.expect("a whole body").to_bytes();
                     assert!(!body.is_empty());
                 });
