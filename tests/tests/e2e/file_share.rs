@@ -35,9 +35,8 @@ fn token_with(secret: &[u8], slot: &str, filename: &str, filesize: u64, exp: u64
     if let Some(expires) = expires {
         claims["expires"] = expires.into();
     }
-    // Signed by Python's hmac, as Prosody's util.jwt does: the tests crate
-    // takes no SHA-2 crate of its own, which would change the features the
-    // server's build unifies (and make `cargo run` rebuild wasmtime).
+    // Signed by Python's hmac, as Prosody's util.jwt does: a signer
+    // independent of the Rust code under test.
     let script = "import base64,hmac,hashlib,sys\n\
         b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b'=').decode()\n\
         signed = b64(b'{\"alg\":\"HS256\",\"typ\":\"JWT\"}') + '.' + b64(sys.argv[2].encode())\n\
